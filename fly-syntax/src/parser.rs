@@ -1,0 +1,281 @@
+//! The parser driver: runs the LALRPOP grammar over the lexer's tokens and turns parse
+//! errors into worded diagnostics.
+
+use crate::ast::{BlockLabel, File, Number, NumberValue, Template};
+use crate::diagnostic::codes;
+use crate::lexer::{lex, Spanned};
+use crate::token::Tok;
+use crate::{Comment, Diagnostic, Span};
+use lalrpop_util::{ErrorRecovery, ParseError};
+
+#[allow(clippy::all, unused_parens, dead_code, missing_docs)]
+mod grammar {
+    include!(concat!(env!("OUT_DIR"), "/grammar.rs"));
+}
+
+/// The parser never produces errors of its own type: lexical problems are diagnostics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Never {}
+
+/// State shared with grammar actions.
+#[derive(Default)]
+pub struct Ctx<'s> {
+    pub(crate) errors: Vec<ErrorRecovery<usize, Tok<'s>, Never>>,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+}
+
+/// The result of parsing one file: always a tree, plus whatever went wrong.
+#[derive(Clone, Debug)]
+pub struct Parse {
+    /// The (possibly partial) syntax tree.
+    pub file: File,
+    /// Every comment, in source order.
+    pub comments: Vec<Comment>,
+    /// Every lexical and syntax error, in source order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Parse {
+    /// True when some diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Parses a `.fly` source. Never fails and never panics: errors are reported in
+/// [`Parse::diagnostics`] beside a tree of everything that could be read.
+pub fn parse(src: &str) -> Parse {
+    let lexed = lex(src);
+    let mut ctx = Ctx::default();
+    let result = grammar::FileParser::new().parse(
+        &mut ctx,
+        lexed.tokens.iter().cloned().map(Ok::<Spanned<'_>, Never>),
+    );
+    let mut diagnostics = lexed.diagnostics;
+    let file = match result {
+        Ok(file) => file,
+        Err(err) => {
+            diagnostics.push(describe(&lexed.tokens, err));
+            File {
+                items: Vec::new(),
+                span: Span::new(0, src.len()),
+            }
+        }
+    };
+    for rec in ctx.errors {
+        diagnostics.push(describe(&lexed.tokens, rec.error));
+    }
+    diagnostics.extend(ctx.diagnostics);
+    diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
+    Parse {
+        file,
+        comments: lexed.comments,
+        diagnostics,
+    }
+}
+
+/// Builds a number node; `negative` when a `-` precedes it (the span then covers it).
+pub(crate) fn number(text: &str, negative: bool, l: usize, r: usize) -> Number {
+    let raw = if negative {
+        format!("-{text}")
+    } else {
+        text.to_string()
+    };
+    Number {
+        value: NumberValue::parse(&raw),
+        raw,
+        span: Span::new(l, r),
+    }
+}
+
+/// A block label or quoted map key: a string without interpolation.
+pub(crate) fn label(ctx: &mut Ctx<'_>, t: Template, what: &str) -> BlockLabel {
+    let value = match t.as_literal() {
+        Some(v) => v,
+        None => {
+            ctx.diagnostics.push(
+                Diagnostic::error(
+                    codes::INTERPOLATED_LABEL,
+                    t.span,
+                    format!("a {what} cannot use interpolation"),
+                )
+                .with_help(format!("write the {what} as a plain string")),
+            );
+            String::new()
+        }
+    };
+    BlockLabel {
+        value,
+        span: t.span,
+    }
+}
+
+/// Human names for the grammar's terminals.
+fn terminal_name(t: &str) -> &str {
+    match t.trim_matches('"') {
+        "name" => "a name",
+        "number" => "a number",
+        "true" | "false" => "a bool",
+        "newline" => "a line break",
+        "quote" | "heredoc" => "a string",
+        "text" => "string text",
+        "end quote" => "`\"`",
+        "end interp" => "`}`",
+        "end heredoc" => "the heredoc's closing marker",
+        "{" => "`{`",
+        "}" => "`}`",
+        "[" => "`[`",
+        "]" => "`]`",
+        "(" => "`(`",
+        ")" => "`)`",
+        "=" => "`=`",
+        "," => "`,`",
+        "." => "`.`",
+        "-" => "`-`",
+        ":" => "`:`",
+        "${" => "`${`",
+        other => other,
+    }
+}
+
+fn expected_list(expected: &[String]) -> String {
+    let is_value = |t: &str| {
+        matches!(
+            t.trim_matches('"'),
+            "number" | "true" | "false" | "quote" | "heredoc" | "[" | "{" | "-"
+        )
+    };
+    let mut names: Vec<&str> = Vec::new();
+    let value_like = expected.iter().filter(|t| is_value(t)).count();
+    if value_like >= 3 {
+        names.push("a value");
+    }
+    for t in expected {
+        if value_like >= 3 && is_value(t) {
+            continue;
+        }
+        let n = terminal_name(t);
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    match names.len() {
+        0 => "something else".to_string(),
+        1 => names[0].to_string(),
+        _ => {
+            let (last, rest) = names.split_last().expect("len >= 2");
+            format!("{} or {}", rest.join(", "), last)
+        }
+    }
+}
+
+fn found_name(tok: &Tok<'_>, span: Span) -> String {
+    match tok {
+        Tok::RBrace if span.is_empty() => "the end of the block".to_string(),
+        Tok::RBracket if span.is_empty() => "the end of the list".to_string(),
+        Tok::Ident(s) => format!("`{s}`"),
+        other => other.to_string(),
+    }
+}
+
+fn describe(tokens: &[Spanned<'_>], err: ParseError<usize, Tok<'_>, Never>) -> Diagnostic {
+    let (span, found, expected, idx) = match err {
+        ParseError::UnrecognizedToken {
+            token: (l, tok, r),
+            expected,
+        } => {
+            let span = Span::new(l, r);
+            let first = tokens.partition_point(|t| t.0 < l);
+            let idx = (first..tokens.len())
+                .find(|&i| tokens[i].2 == r && tokens[i].1 == tok)
+                .unwrap_or(first);
+            (span, found_name(&tok, span), expected, idx)
+        }
+        ParseError::UnrecognizedEof { location, expected } => (
+            Span::empty(location),
+            "the end of the file".to_string(),
+            expected,
+            tokens.len(),
+        ),
+        ParseError::InvalidToken { location } => {
+            return Diagnostic::error(
+                codes::UNEXPECTED_TOKEN,
+                Span::empty(location),
+                "unexpected input",
+            )
+        }
+        ParseError::ExtraToken {
+            token: (l, tok, r),
+        } => {
+            let span = Span::new(l, r);
+            return Diagnostic::error(
+                codes::UNEXPECTED_TOKEN,
+                span,
+                format!("unexpected {}", found_name(&tok, span)),
+            );
+        }
+        ParseError::User { error } => match error {},
+    };
+    let prev = idx.checked_sub(1).map(|i| &tokens[i].1);
+    let prev2 = idx.checked_sub(2).map(|i| &tokens[i].1);
+    let expects = |t: &str| expected.iter().any(|e| e.trim_matches('"') == t);
+    let at_item_start = matches!(prev2, None | Some(Tok::Newline | Tok::LBrace));
+
+    match (prev, prev2) {
+        (Some(Tok::Ident(name)), _) if at_item_start && expects("=") => Diagnostic::error(
+            codes::UNEXPECTED_TOKEN,
+            span,
+            format!("expected `=` after attribute name `{name}`, found {found}"),
+        )
+        .with_label("expected `=` here")
+        .with_help(format!(
+            "write `{name} = <value>`, or open a block with `{name} {{ … }}`"
+        )),
+        (Some(Tok::Eq), Some(Tok::Ident(name))) => Diagnostic::error(
+            codes::UNEXPECTED_TOKEN,
+            span,
+            format!("expected a value for `{name}` after `=`, found {found}"),
+        )
+        .with_label("expected a value here")
+        .with_help("a value is a number, a string, `true`/`false`, a list `[…]` or a map `{ … }`"),
+        (Some(Tok::InterpStart), _) => Diagnostic::error(
+            codes::UNEXPECTED_TOKEN,
+            span,
+            format!("expected a reference such as `vars.name` inside `${{ }}`, found {found}"),
+        )
+        .with_help("write `$${` for a literal `${`"),
+        (Some(Tok::Dot), _) => Diagnostic::error(
+            codes::UNEXPECTED_TOKEN,
+            span,
+            format!("expected a name after `.`, found {found}"),
+        ),
+        (Some(Tok::StrEnd), _) if expects("{") && !expects("newline") => Diagnostic::error(
+            codes::UNEXPECTED_TOKEN,
+            span,
+            format!("expected `{{` to open the block body, found {found}"),
+        )
+        .with_label("expected `{` here"),
+        _ if expects("newline") && !matches!(found.as_str(), "`}`" | "`]`") => {
+            Diagnostic::error(
+                codes::MISSING_NEWLINE,
+                span,
+                format!("expected a line break before {found}"),
+            )
+            .with_label("expected a new line here")
+            .with_help(
+                "each attribute and block goes on its own line; a one-line block holds a single attribute",
+            )
+        }
+        _ if expects("]") && expects(",") => Diagnostic::error(
+            codes::UNEXPECTED_TOKEN,
+            span,
+            format!("expected `,` or `]` after a list element, found {found}"),
+        )
+        .with_help("separate list elements with commas"),
+        _ => Diagnostic::error(
+            codes::UNEXPECTED_TOKEN,
+            span,
+            format!("unexpected {found}, expected {}", expected_list(&expected)),
+        ),
+    }
+}
