@@ -11,6 +11,7 @@ pub mod ast;
 pub mod diagnostic;
 pub mod lexer;
 pub mod line_index;
+pub mod render;
 mod parser;
 mod span;
 pub mod token;

@@ -184,7 +184,12 @@ fn describe(tokens: &[Spanned<'_>], err: ParseError<usize, Tok<'_>, Never>) -> D
             token: (l, tok, r),
             expected,
         } => {
-            let span = Span::new(l, r);
+            // A line break is shown as the end of its line, not as a two-line range.
+            let span = if tok == Tok::Newline {
+                Span::empty(l)
+            } else {
+                Span::new(l, r)
+            };
             let first = tokens.partition_point(|t| t.0 < l);
             let idx = (first..tokens.len())
                 .find(|&i| tokens[i].2 == r && tokens[i].1 == tok)
