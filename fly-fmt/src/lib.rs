@@ -45,3 +45,8 @@ pub fn format_parsed(src: &str, parse: &Parse) -> Result<String, FormatError> {
 pub fn print(file: &File) -> String {
     printer::print(file)
 }
+
+/// Prints one value with no source at hand, as [`print`] would inside a file.
+pub fn print_expr(expr: &fly_syntax::ast::Expr) -> String {
+    printer::print_expr(expr)
+}

@@ -70,6 +70,8 @@ struct Gap {
     trailing: Vec<String>,
     /// Own-line comments.
     leading: Vec<(bool, String)>,
+    /// Block comments on the entry's own line, before it (`/* x */ "linux",`).
+    prefix: String,
 }
 
 impl<'a> Printer<'a> {
@@ -84,6 +86,7 @@ impl<'a> Printer<'a> {
             end,
             |p, item, ind| p.item(item, ind),
             0,
+            false,
         );
         debug_assert!(open.is_empty());
         let mut out = String::new();
@@ -113,7 +116,10 @@ impl<'a> Printer<'a> {
 
     /// Takes the comments that start before `target`, sorting them into those on the line
     /// of `cursor` and those on lines of their own.
-    fn gap(&mut self, cursor: &mut usize, target: usize, at_start: bool) -> Gap {
+    ///
+    /// `attachable` says whether the cursor's line holds something (an entry or an opening
+    /// delimiter) that a same-line comment can trail; at the top of a file it does not.
+    fn gap(&mut self, cursor: &mut usize, target: usize, at_start: bool, attachable: bool) -> Gap {
         let mut gap = Gap::default();
         while let Some(c) = self.comments.get(self.next).copied() {
             if c.span.start as usize >= target {
@@ -122,7 +128,7 @@ impl<'a> Printer<'a> {
             self.next += 1;
             let text = self.comment_text(&c);
             let breaks = self.newlines(*cursor, c.span.start as usize);
-            if breaks == 0 {
+            if breaks == 0 && (attachable || !gap.leading.is_empty()) {
                 match gap.leading.last_mut() {
                     Some((_, prev)) => {
                         prev.push(' ');
@@ -130,6 +136,11 @@ impl<'a> Printer<'a> {
                     }
                     None => gap.trailing.push(text),
                 }
+            } else if c.kind == CommentKind::Block
+                && self.newlines(c.span.end as usize, target) == 0
+            {
+                gap.prefix.push_str(&text);
+                gap.prefix.push(' ');
             } else {
                 let blank = breaks >= 2 && !(at_start && gap.leading.is_empty());
                 gap.leading.push((blank, text));
@@ -170,6 +181,7 @@ impl<'a> Printer<'a> {
         end: usize,
         mut render: impl FnMut(&mut Self, &T, usize) -> UnitKind,
         ind: usize,
+        opener: bool,
     ) -> (Vec<String>, Vec<Unit>)
     where
         T: Copy,
@@ -179,14 +191,21 @@ impl<'a> Printer<'a> {
         let mut open_trailing = Vec::new();
         for (span, entry) in entries {
             let at_start = units.is_empty();
-            let gap = self.gap(&mut cursor, span.start as usize, at_start);
+            let gap = self.gap(&mut cursor, span.start as usize, at_start, !at_start || opener);
             match units.last_mut() {
                 Some(u) => u.trailing.extend(gap.trailing),
                 None => open_trailing.extend(gap.trailing),
             }
             let blank_before = self.newlines(cursor, span.start as usize) >= 2
                 && !(at_start && gap.leading.is_empty());
-            let kind = render(self, entry, ind);
+            let kind = match render(self, entry, ind) {
+                kind if gap.prefix.is_empty() => kind,
+                UnitKind::Attr { name, value } => UnitKind::Attr {
+                    name: format!("{}{name}", gap.prefix),
+                    value,
+                },
+                UnitKind::Other(s) => UnitKind::Other(format!("{}{s}", gap.prefix)),
+            };
             units.push(Unit {
                 leading: gap.leading,
                 blank_before,
@@ -196,7 +215,7 @@ impl<'a> Printer<'a> {
             cursor = span.end as usize;
         }
         let at_start = units.is_empty();
-        let gap = self.gap(&mut cursor, end, at_start);
+        let gap = self.gap(&mut cursor, end, at_start, !at_start || opener);
         match units.last_mut() {
             Some(u) => u.trailing.extend(gap.trailing),
             None => open_trailing.extend(gap.trailing),
@@ -308,6 +327,7 @@ impl<'a> Printer<'a> {
             b.close.start as usize,
             |p, item, ind| p.item(item, ind),
             ind + 1,
+            true,
         );
         for t in &open_trailing {
             out.push(' ');
@@ -417,7 +437,7 @@ impl<'a> Printer<'a> {
         let (open_trailing, mut units) = self.units(
             &entries,
             l.span.start as usize + 1,
-            l.span.end as usize - 1,
+            (l.span.end as usize).saturating_sub(1),
             |p, e, ind| {
                 let mut s = String::new();
                 p.inline_before(e.span().start as usize, &mut s);
@@ -430,6 +450,7 @@ impl<'a> Printer<'a> {
                 UnitKind::Other(s)
             },
             ind + 1,
+            true,
         );
         out.push('[');
         for t in &open_trailing {
@@ -467,7 +488,7 @@ impl<'a> Printer<'a> {
         let (open_trailing, mut units) = self.units(
             &entries,
             m.span.start as usize + 1,
-            m.span.end as usize - 1,
+            (m.span.end as usize).saturating_sub(1),
             |p, e, ind| {
                 let mut name = String::new();
                 p.map_key(&e.key, &mut name);
@@ -477,6 +498,7 @@ impl<'a> Printer<'a> {
                 UnitKind::Attr { name, value }
             },
             ind + 1,
+            true,
         );
         out.push('{');
         for t in &open_trailing {
@@ -538,4 +560,15 @@ fn escape(s: &str, before_interp: bool, out: &mut String) {
             c => out.push(c),
         }
     }
+}
+
+pub(crate) fn print_expr(e: &Expr) -> String {
+    let mut out = String::new();
+    Printer {
+        src: None,
+        comments: &[],
+        next: 0,
+    }
+    .expr(e, 0, &mut out);
+    out
 }

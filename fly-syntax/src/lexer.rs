@@ -153,6 +153,7 @@ pub fn lex(src: &str) -> Lexed<'_> {
         src,
         pos: 0,
         depth: 0,
+        abandoned: false,
         out: Lexed {
             tokens: Vec::with_capacity(src.len() / 5),
             ..Lexed::default()
@@ -166,6 +167,9 @@ struct Driver<'s> {
     src: &'s str,
     pos: usize,
     depth: usize,
+    /// Set when the input was abandoned for being too deep: what is still open is closed
+    /// silently, since the one F0012 says it all.
+    abandoned: bool,
     out: Lexed<'s>,
 }
 
@@ -182,6 +186,9 @@ impl<'s> Driver<'s> {
     /// which case the rest of the input is abandoned.
     fn enter(&mut self, span: Span) -> bool {
         self.depth += 1;
+        if self.abandoned {
+            return false;
+        }
         if self.depth > MAX_DEPTH {
             self.error(
                 Diagnostic::error(
@@ -192,6 +199,7 @@ impl<'s> Driver<'s> {
                 .with_label("too deep from here on; the rest of the file was not read"),
             );
             self.pos = self.src.len();
+            self.abandoned = true;
             return false;
         }
         true
@@ -222,6 +230,12 @@ impl<'s> Driver<'s> {
                     );
                     continue 'outer;
                 };
+                if interp.is_some() && matches!(raw, Raw::Newline | Raw::Quote) {
+                    // An interpolation holds one reference on one line: a line break or a
+                    // quote means its `}` is missing. Leave the character to the string.
+                    self.pos = start;
+                    break 'outer;
+                }
                 match raw {
                     Raw::Space => {}
                     Raw::Newline => {
@@ -307,11 +321,11 @@ impl<'s> Driver<'s> {
             // The logos lexer ran out of input.
             self.pos = self.src.len();
         }
-        let eof = self.src.len();
+        let eof = self.pos;
         while let Some((delim, open)) = stack.pop() {
             self.unclosed(delim, open, eof);
         }
-        if let Some(open) = interp {
+        if let Some(open) = interp.filter(|_| !self.abandoned) {
             self.error(
                 Diagnostic::error(
                     codes::UNBALANCED_DELIMITER,
@@ -321,6 +335,8 @@ impl<'s> Driver<'s> {
                 .with_label("`${` opened here")
                 .with_help("close it with `}`"),
             );
+        }
+        if interp.is_some() {
             self.push(eof, Tok::InterpEnd, eof);
         }
     }
@@ -349,6 +365,11 @@ impl<'s> Driver<'s> {
     }
 
     fn unclosed(&mut self, delim: Delim, open: Span, at: usize) {
+        if self.abandoned {
+            self.depth -= 1;
+            self.push(at, delim.close_tok(), at);
+            return;
+        }
         let here = if at >= self.src.len() {
             "the file ends here"
         } else {
@@ -451,6 +472,11 @@ impl<'s> Driver<'s> {
         }
         lit.flush(self);
         let at = self.pos;
+        if self.abandoned {
+            self.push(at, Tok::StrEnd, at);
+            self.depth -= 1;
+            return;
+        }
         self.error(
             Diagnostic::error(
                 codes::UNTERMINATED_STRING,
@@ -562,24 +588,25 @@ impl<'s> Driver<'s> {
         let after = &self.src[intro_end..];
         let line_end = after.find('\n');
         let trailing = &after[..line_end.unwrap_or(after.len())];
-        if !trailing.trim_end_matches([' ', '\t', '\r']).is_empty() || line_end.is_none() {
+        if !trailing.trim_end_matches([' ', '\t', '\r']).is_empty() {
+            // Read the heredoc from the next line anyway, so one mistake gives one error.
             self.error(
                 Diagnostic::error(
                     codes::INVALID_HEREDOC,
-                    intro_span,
-                    format!("a heredoc introducer `{intro}` must be followed by a line break"),
+                    Span::new(intro_end, intro_end + trailing.len()),
+                    format!("a heredoc introducer `{intro}` must end its line"),
                 )
+                .with_label("unexpected text after the introducer")
+                .with_secondary(intro_span, "heredoc introduced here")
                 .with_help(format!(
                     "start the text on the next line and end it with a line holding only `{marker}`"
                 )),
             );
-            // Treat it as an empty string so the rest of the line still parses.
-            self.push(start, Tok::StrStart, intro_end);
-            self.push(intro_end, Tok::StrEnd, intro_end);
-            self.pos = intro_end;
-            return;
         }
-        let body_start = intro_end + line_end.expect("checked") + 1;
+        let body_start = match line_end {
+            Some(i) => intro_end + i + 1,
+            None => self.src.len(),
+        };
         self.push(
             start,
             Tok::HeredocStart(HeredocHead { marker, strip }),
@@ -599,7 +626,7 @@ impl<'s> Driver<'s> {
             let end = nl.unwrap_or(self.src.len());
             let content = self.src[at..end].trim_end_matches(['\n', '\r']);
             let trimmed = content.trim_start_matches([' ', '\t']);
-            if trimmed == marker {
+            if trimmed.trim_end_matches([' ', '\t']) == marker {
                 let mstart = at + (content.len() - trimmed.len());
                 close = Some((mstart, mstart + marker.len()));
                 break;
@@ -644,7 +671,11 @@ impl<'s> Driver<'s> {
                         break;
                     }
                 } else {
-                    let n = rest[1..].find('$').map(|i| i + 1).unwrap_or(rest.len());
+                    let first = rest.chars().next().map_or(1, char::len_utf8);
+                    let n = rest[first..]
+                        .find('$')
+                        .map(|i| i + first)
+                        .unwrap_or(rest.len());
                     lit.push(p, p + n, &rest[..n]);
                     p += n;
                 }
@@ -652,11 +683,15 @@ impl<'s> Driver<'s> {
         }
         lit.flush(self);
         match close {
-            Some((s, e)) => {
+            Some((s, e)) if !self.abandoned => {
                 self.push(s, Tok::HeredocEnd, e);
                 self.pos = e;
             }
-            None => {
+            _ if self.abandoned => {
+                let eof = self.src.len();
+                self.push(eof, Tok::HeredocEnd, eof);
+            }
+            _ => {
                 let eof = self.src.len();
                 self.error(
                     Diagnostic::error(

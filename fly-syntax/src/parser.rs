@@ -53,7 +53,10 @@ pub fn parse(src: &str) -> Parse {
     );
     let mut diagnostics = lexed.diagnostics;
     let file = match result {
-        Ok(file) => file,
+        Ok(file) => File {
+            span: Span::new(0, src.len()),
+            ..file
+        },
         Err(err) => {
             diagnostics.push(describe(&lexed.tokens, err));
             File {
@@ -260,7 +263,7 @@ fn describe(tokens: &[Spanned<'_>], err: ParseError<usize, Tok<'_>, Never>) -> D
             format!("expected `{{` to open the block body, found {found}"),
         )
         .with_label("expected `{` here"),
-        _ if expects("newline") && !matches!(found.as_str(), "`}`" | "`]`") => {
+        _ if expects("newline") && starts_item(tokens.get(idx).map(|t| &t.1)) => {
             Diagnostic::error(
                 codes::MISSING_NEWLINE,
                 span,
@@ -268,7 +271,7 @@ fn describe(tokens: &[Spanned<'_>], err: ParseError<usize, Tok<'_>, Never>) -> D
             )
             .with_label("expected a new line here")
             .with_help(
-                "each attribute and block goes on its own line; a one-line block holds a single attribute",
+                "put each attribute and block on its own line (a one-line block holds one item); separate map entries with commas or line breaks",
             )
         }
         _ if expects("]") && expects(",") => Diagnostic::error(
@@ -280,7 +283,12 @@ fn describe(tokens: &[Spanned<'_>], err: ParseError<usize, Tok<'_>, Never>) -> D
         _ => Diagnostic::error(
             codes::UNEXPECTED_TOKEN,
             span,
-            format!("unexpected {found}, expected {}", expected_list(&expected)),
+            format!("expected {}, found {found}", expected_list(&expected)),
         ),
     }
+}
+
+/// True for a token that can begin an attribute, block or map entry.
+fn starts_item(tok: Option<&Tok<'_>>) -> bool {
+    matches!(tok, Some(Tok::Ident(_) | Tok::StrStart))
 }
