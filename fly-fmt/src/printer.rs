@@ -4,8 +4,8 @@
 
 use crate::FormatError;
 use fly_syntax::ast::{
-    Attribute, Block, Expr, File, Heredoc, InterpExpr, Item, List, Map, MapEntry, MapKey,
-    Template, TemplatePart,
+    Attribute, Block, Expr, File, Heredoc, InterpExpr, Item, List, Map, MapEntry, MapKey, Template,
+    TemplatePart,
 };
 use fly_syntax::{Comment, CommentKind, Parse, Span};
 
@@ -77,11 +77,7 @@ struct Gap {
 impl<'a> Printer<'a> {
     fn file(&mut self, file: &File, end: usize) -> String {
         let (open, mut body) = self.units(
-            &file
-                .items
-                .iter()
-                .map(|i| (i.span(), i))
-                .collect::<Vec<_>>(),
+            &file.items.iter().map(|i| (i.span(), i)).collect::<Vec<_>>(),
             0,
             end,
             |p, item, ind| p.item(item, ind),
@@ -191,7 +187,12 @@ impl<'a> Printer<'a> {
         let mut open_trailing = Vec::new();
         for (span, entry) in entries {
             let at_start = units.is_empty();
-            let gap = self.gap(&mut cursor, span.start as usize, at_start, !at_start || opener);
+            let gap = self.gap(
+                &mut cursor,
+                span.start as usize,
+                at_start,
+                !at_start || opener,
+            );
             match units.last_mut() {
                 Some(u) => u.trailing.extend(gap.trailing),
                 None => open_trailing.extend(gap.trailing),
@@ -241,7 +242,8 @@ impl<'a> Printer<'a> {
             let mut width = 0;
             while j < units.len() {
                 let u = &units[j];
-                let alignable = matches!(&u.kind, UnitKind::Attr { value, .. } if !value.contains('\n'));
+                let alignable =
+                    matches!(&u.kind, UnitKind::Attr { value, .. } if !value.contains('\n'));
                 let breaks_run = j > i && (!u.leading.is_empty() || u.blank_before);
                 if !alignable || breaks_run {
                     break;
@@ -370,10 +372,8 @@ impl<'a> Printer<'a> {
         for (i, part) in t.parts.iter().enumerate() {
             match part {
                 TemplatePart::Literal(l) => {
-                    let before_interp = matches!(
-                        t.parts.get(i + 1),
-                        Some(TemplatePart::Interpolation(_))
-                    );
+                    let before_interp =
+                        matches!(t.parts.get(i + 1), Some(TemplatePart::Interpolation(_)));
                     escape(&l.value, before_interp, out);
                 }
                 TemplatePart::Interpolation(interp) => interpolation(&interp.expr, out),
@@ -549,7 +549,8 @@ fn escape(s: &str, before_interp: bool, out: &mut String) {
             '\t' => out.push_str("\\t"),
             '$' => {
                 let next = chars.peek().copied();
-                let risky = matches!(next, Some('{') | Some('$')) || (next.is_none() && before_interp);
+                let risky =
+                    matches!(next, Some('{') | Some('$')) || (next.is_none() && before_interp);
                 if risky {
                     out.push_str("\\u0024");
                 } else {

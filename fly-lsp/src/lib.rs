@@ -3,4 +3,5 @@
 //! Like rust-analyzer's binary, one executable serves both the editor (`fly lsp`) and the
 //! command line (`fly check`, `fly fmt`); the library half holds what both share.
 
+pub mod cli;
 pub mod files;

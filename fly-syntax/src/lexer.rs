@@ -701,7 +701,9 @@ impl<'s> Driver<'s> {
                     )
                     .with_label("heredoc opened here")
                     .with_secondary(Span::empty(eof), "the file ends here")
-                    .with_help(format!("end the heredoc with a line holding only `{marker}`")),
+                    .with_help(format!(
+                        "end the heredoc with a line holding only `{marker}`"
+                    )),
                 );
                 self.push(eof, Tok::HeredocEnd, eof);
                 self.pos = eof;

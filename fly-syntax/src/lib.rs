@@ -11,8 +11,8 @@ pub mod ast;
 pub mod diagnostic;
 pub mod lexer;
 pub mod line_index;
-pub mod render;
 mod parser;
+pub mod render;
 mod span;
 pub mod token;
 

@@ -136,11 +136,23 @@ mod tests {
         let text = "a = \"é😀x\"\nb";
         let idx = LineIndex::new(text);
         let x = text.find('x').unwrap();
-        assert_eq!(idx.line_col(text, x, Encoding::Utf8), LineCol { line: 0, col: 11 });
-        assert_eq!(idx.line_col(text, x, Encoding::Utf16), LineCol { line: 0, col: 8 });
-        assert_eq!(idx.line_col(text, x, Encoding::Utf32), LineCol { line: 0, col: 7 });
+        assert_eq!(
+            idx.line_col(text, x, Encoding::Utf8),
+            LineCol { line: 0, col: 11 }
+        );
+        assert_eq!(
+            idx.line_col(text, x, Encoding::Utf16),
+            LineCol { line: 0, col: 8 }
+        );
+        assert_eq!(
+            idx.line_col(text, x, Encoding::Utf32),
+            LineCol { line: 0, col: 7 }
+        );
         let b = text.find('b').unwrap();
-        assert_eq!(idx.line_col(text, b, Encoding::Utf16), LineCol { line: 1, col: 0 });
+        assert_eq!(
+            idx.line_col(text, b, Encoding::Utf16),
+            LineCol { line: 1, col: 0 }
+        );
         for enc in [Encoding::Utf8, Encoding::Utf16, Encoding::Utf32] {
             for off in 0..=text.len() {
                 if text.is_char_boundary(off) {
@@ -156,8 +168,17 @@ mod tests {
         let text = "é\n";
         let idx = LineIndex::new(text);
         assert_eq!(idx.line_col(text, 1, Encoding::Utf8).col, 0);
-        assert_eq!(idx.line_col(text, 99, Encoding::Utf8), LineCol { line: 1, col: 0 });
-        assert_eq!(idx.offset(text, LineCol { line: 0, col: 40 }, Encoding::Utf16), 2);
-        assert_eq!(idx.offset(text, LineCol { line: 7, col: 0 }, Encoding::Utf16), 3);
+        assert_eq!(
+            idx.line_col(text, 99, Encoding::Utf8),
+            LineCol { line: 1, col: 0 }
+        );
+        assert_eq!(
+            idx.offset(text, LineCol { line: 0, col: 40 }, Encoding::Utf16),
+            2
+        );
+        assert_eq!(
+            idx.offset(text, LineCol { line: 7, col: 0 }, Encoding::Utf16),
+            3
+        );
     }
 }

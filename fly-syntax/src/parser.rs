@@ -212,9 +212,7 @@ fn describe(tokens: &[Spanned<'_>], err: ParseError<usize, Tok<'_>, Never>) -> D
                 "unexpected input",
             )
         }
-        ParseError::ExtraToken {
-            token: (l, tok, r),
-        } => {
+        ParseError::ExtraToken { token: (l, tok, r) } => {
             let span = Span::new(l, r);
             return Diagnostic::error(
                 codes::UNEXPECTED_TOKEN,

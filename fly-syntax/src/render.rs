@@ -40,12 +40,18 @@ impl Sources {
 
     /// The file's display name.
     pub fn name(&self, id: SourceId) -> &str {
-        self.files.get(id.0).map(|f| f.name().as_str()).unwrap_or("")
+        self.files
+            .get(id.0)
+            .map(|f| f.name().as_str())
+            .unwrap_or("")
     }
 
     /// The file's text.
     pub fn text(&self, id: SourceId) -> &str {
-        self.files.get(id.0).map(|f| f.source().as_str()).unwrap_or("")
+        self.files
+            .get(id.0)
+            .map(|f| f.source().as_str())
+            .unwrap_or("")
     }
 
     fn to_codespan(&self, id: SourceId, d: &Diagnostic) -> cs::Diagnostic<usize> {
@@ -54,15 +60,20 @@ impl Sources {
             Severity::Warning => cs::Severity::Warning,
             Severity::Note => cs::Severity::Note,
         };
-        let mut labels =
-            vec![cs::Label::primary(id.0, clamp(d.span.range(), self.text(id))).with_message(&d.label)];
+        let mut labels = vec![
+            cs::Label::primary(id.0, clamp(d.span.range(), self.text(id))).with_message(&d.label),
+        ];
         for l in &d.secondary {
             let file = l
                 .file
                 .as_ref()
                 .and_then(|name| self.ids.get(name).copied())
                 .unwrap_or(id.0);
-            let text = self.files.get(file).map(|f| f.source().as_str()).unwrap_or("");
+            let text = self
+                .files
+                .get(file)
+                .map(|f| f.source().as_str())
+                .unwrap_or("");
             labels.push(
                 cs::Label::secondary(file, clamp(l.span.range(), text)).with_message(&l.message),
             );
@@ -77,14 +88,18 @@ impl Sources {
 
     /// Renders one diagnostic as plain text (snapshots, logs).
     pub fn render_plain(&self, id: SourceId, d: &Diagnostic) -> String {
-        term::emit_into_string(&term::Config::default(), &self.files, &self.to_codespan(id, d))
-            .unwrap_or_else(|e| format!("{}: {} ({e})", self.name(id), d.message))
+        term::emit_into_string(
+            &term::Config::default(),
+            &self.files,
+            &self.to_codespan(id, d),
+        )
+        .unwrap_or_else(|e| format!("{}: {} ({e})", self.name(id), d.message))
     }
 
     /// Renders one diagnostic to standard error, coloured when it is a terminal.
     pub fn render_stderr(&self, id: SourceId, d: &Diagnostic) {
-        use term::termcolor::{ColorChoice, StandardStream};
         use std::io::IsTerminal;
+        use term::termcolor::{ColorChoice, StandardStream};
         let choice = if std::env::var_os("NO_COLOR").is_some() || !std::io::stderr().is_terminal() {
             ColorChoice::Never
         } else {

@@ -27,7 +27,11 @@ fn formatter_fixtures() {
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
         let src = std::fs::read_to_string(&path).unwrap();
         let out = fly_fmt::format(&src).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(fly_fmt::format(&out).unwrap(), out, "{name}: not idempotent");
+        assert_eq!(
+            fly_fmt::format(&out).unwrap(),
+            out,
+            "{name}: not idempotent"
+        );
         assert_eq!(tree(&out), tree(&src), "{name}: tree changed");
         assert_eq!(comments(&out), comments(&src), "{name}: comments changed");
         let mut settings = insta::Settings::clone_current();
@@ -53,5 +57,8 @@ fn files_with_syntax_errors_are_not_formatted() {
 fn heredoc_bodies_are_untouched() {
     let src = "job \"j\" {\n      script = <<-EOT\n      keep   this   \n    exactly\n\n  EOT\n}\n";
     let out = fly_fmt::format(src).unwrap();
-    assert!(out.contains("  script = <<-EOT\n      keep   this   \n    exactly\n\n  EOT\n"), "{out}");
+    assert!(
+        out.contains("  script = <<-EOT\n      keep   this   \n    exactly\n\n  EOT\n"),
+        "{out}"
+    );
 }

@@ -290,7 +290,8 @@ impl Layout<'_> {
     fn line_comment(&mut self) {
         self.comments += 1;
         let marker = if self.pick(2) == 0 { "#" } else { "//" };
-        self.out.push_str(&format!("{marker} note {}", self.comments));
+        self.out
+            .push_str(&format!("{marker} note {}", self.comments));
     }
     fn block_comment(&mut self) {
         self.comments += 1;

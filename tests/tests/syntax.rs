@@ -22,7 +22,10 @@ fn snapshot_dir(kind: &str) {
         settings.set_prepend_module_to_snapshot(false);
         settings.set_input_file(&path);
         settings.bind(|| {
-            insta::assert_snapshot!(format!("{kind}-{name}"), format!("{}\n{diags}", dump(&parse.file)));
+            insta::assert_snapshot!(
+                format!("{kind}-{name}"),
+                format!("{}\n{diags}", dump(&parse.file))
+            );
         });
     }
 }
@@ -48,7 +51,11 @@ fn design_document_examples_parse() {
     ] {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         let parse = fly_syntax::parse(&text);
-        assert!(parse.diagnostics.is_empty(), "{file}: {:?}", parse.diagnostics);
+        assert!(
+            parse.diagnostics.is_empty(),
+            "{file}: {:?}",
+            parse.diagnostics
+        );
         let [fly_syntax::ast::Item::Block(block)] = parse.file.items.as_slice() else {
             panic!("{file}: expected one top-level block");
         };
@@ -75,8 +82,13 @@ fn recovery_reports_every_error_and_keeps_the_tree() {
         })
         .collect();
     assert_eq!(kinds, ["egg", "job"]);
-    let fly_syntax::ast::Item::Block(egg) = &parse.file.items[0] else { unreachable!() };
-    let disk = egg.items.iter().any(|i| matches!(i, fly_syntax::ast::Item::Attribute(a) if a.name.name == "disk"));
+    let fly_syntax::ast::Item::Block(egg) = &parse.file.items[0] else {
+        unreachable!()
+    };
+    let disk = egg
+        .items
+        .iter()
+        .any(|i| matches!(i, fly_syntax::ast::Item::Attribute(a) if a.name.name == "disk"));
     assert!(disk, "the attribute after the errors is still in the tree");
 }
 
@@ -110,7 +122,11 @@ fn nesting_depth_is_bounded() {
         for (open, close) in [("[", "]"), ("{", "}"), ("b {\n", "}\n")] {
             let src = format!("a = {}{}\n", open.repeat(n), close.repeat(n));
             let parse = fly_syntax::parse(&src);
-            let deep: Vec<_> = parse.diagnostics.iter().filter(|d| d.code.0 == "F0012").collect();
+            let deep: Vec<_> = parse
+                .diagnostics
+                .iter()
+                .filter(|d| d.code.0 == "F0012")
+                .collect();
             assert_eq!(deep.len(), 1, "{open} x {n}");
         }
     }

@@ -1,8 +1,8 @@
 //! `fly fmt`: rewrite files in the canonical style.
 
-use crate::EXIT_FINDINGS;
+use super::EXIT_FINDINGS;
+use crate::files;
 use fly_fmt::FormatError;
-use fly_lsp::files;
 use fly_syntax::render::Sources;
 use miette::{IntoDiagnostic, WrapErr};
 use std::io::{Read, Write};
@@ -27,6 +27,7 @@ pub struct Args {
     diff: bool,
 }
 
+/// Runs the subcommand.
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     if args.paths.len() == 1 && args.paths[0].as_os_str() == "-" {
         return stdin(&args);

@@ -1,7 +1,7 @@
 //! `fly check`: report every syntax error in the given files and directories.
 
-use crate::{EXIT_FINDINGS};
-use fly_lsp::files;
+use super::EXIT_FINDINGS;
+use crate::files;
 use fly_syntax::render::{JsonDiagnostic, Sources};
 use miette::{IntoDiagnostic, WrapErr};
 use std::path::PathBuf;
@@ -28,6 +28,7 @@ enum Format {
     Json,
 }
 
+/// Runs the subcommand.
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let paths = files::collect(&args.paths).into_diagnostic()?;
     let mut sources = Sources::new();
@@ -52,10 +53,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         }
     }
     match args.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&json).into_diagnostic()?
-        ),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json).into_diagnostic()?),
         Format::Human => eprintln!(
             "checked {} file{}: {} error{}, {} warning{}",
             paths.len(),

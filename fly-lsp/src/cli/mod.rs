@@ -1,0 +1,41 @@
+//! The `fly` command line: argument parsing and one module per subcommand.
+
+pub mod check;
+pub mod fmt;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// The Fly language toolchain.
+#[derive(Parser)]
+#[command(name = "fly", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Check(check::Args),
+    Fmt(fmt::Args),
+}
+
+/// Exit status: 0 clean, 1 findings, 2 usage or I/O trouble.
+pub const EXIT_FINDINGS: u8 = 1;
+pub const EXIT_TROUBLE: u8 = 2;
+
+/// Runs `fly` with the process's arguments; the binary's whole `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Fmt(args) => fmt::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::from(EXIT_TROUBLE)
+        }
+    }
+}

@@ -1,4 +1,0 @@
-//! One module per subcommand.
-
-pub mod check;
-pub mod fmt;
