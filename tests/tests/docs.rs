@@ -1,0 +1,19 @@
+//! The language specification stays true: its formatting example is what `fly fmt` does,
+//! and its reference to the design document's examples holds.
+
+fn fly_blocks_after(doc: &str, marker: &str) -> String {
+    let at = doc.find(marker).unwrap_or_else(|| panic!("no `{marker}` in the spec"));
+    let rest = &doc[at..];
+    let start = rest.find("```fly\n").expect("a fly block follows") + "```fly\n".len();
+    let end = rest[start..].find("```").expect("closed block");
+    rest[start..start + end].to_string()
+}
+
+#[test]
+fn formatting_example_matches_the_formatter() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/fly-language.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let before = fly_blocks_after(&doc, "Before:");
+    let after = fly_blocks_after(&doc, "After `fly fmt`:");
+    assert_eq!(fly_fmt::format(&before).unwrap(), after);
+}
