@@ -1,6 +1,8 @@
 //! Shared helpers for the workspace tests: a compact, readable dump of syntax trees for
 //! snapshots, fixture discovery, and rendering diagnostics as plain text.
 
+pub mod generate;
+
 use fly_syntax::ast::{Expr, File, InterpExpr, Item, MapKey, TemplatePart};
 use fly_syntax::render::Sources;
 use fly_syntax::Diagnostic;

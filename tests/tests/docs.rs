@@ -2,7 +2,9 @@
 //! and its reference to the design document's examples holds.
 
 fn fly_blocks_after(doc: &str, marker: &str) -> String {
-    let at = doc.find(marker).unwrap_or_else(|| panic!("no `{marker}` in the spec"));
+    let at = doc
+        .find(marker)
+        .unwrap_or_else(|| panic!("no `{marker}` in the spec"));
     let rest = &doc[at..];
     let start = rest.find("```fly\n").expect("a fly block follows") + "```fly\n".len();
     let end = rest[start..].find("```").expect("closed block");
