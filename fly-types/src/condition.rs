@@ -483,7 +483,7 @@ mod tests {
         let e = parse_condition("state > 3").unwrap_err();
         assert_eq!(
             (e.start, e.end, e.code),
-            (6, 7, crate::codes::CONDITION_TYPE)
+            (8, 9, crate::codes::CONDITION_TYPE)
         );
         let e = parse_condition("state == 3").unwrap_err();
         assert!(
