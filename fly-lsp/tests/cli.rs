@@ -34,8 +34,8 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-const GOOD: &str = "egg \"a\" {\n  type = \"vm\"\n}\n";
-const UGLY: &str = "egg \"a\" {\ntype=\"vm\"\n}\n";
+const GOOD: &str = "egg \"a\" {\n  type = \"vm\"\n\n  cloud {\n    provider = \"aws\"\n    region   = \"eu-west-1\"\n  }\n\n  gitlab {\n    project_id   = 7\n    token_secret = \"vault://gitlab/token\"\n  }\n}\n";
+const UGLY: &str = "egg \"a\" {\ntype=\"vm\"\n\n  cloud {\n  provider = \"aws\"\n    region= \"eu-west-1\"\n  }\n\n\n  gitlab {\n    project_id   = 7\n    token_secret = \"vault://gitlab/token\"\n  }\n}\n";
 const BAD: &str = "egg \"a\" {\n  cpu 2\n  memory =\n}\n";
 
 fn nest(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -78,16 +78,48 @@ fn check_json_format() {
     let out = fly(&["check", "--format", "json", "b.fly"], dir.path());
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let diags = json.as_array().unwrap();
+    let diags: Vec<&serde_json::Value> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["code"] == "F0001")
+        .collect();
     assert_eq!(diags.len(), 2, "{json:#}");
-    let first = &diags[0];
+    let first = diags[0];
     assert_eq!(first["file"], "b.fly");
     assert_eq!(first["severity"], "error");
-    assert_eq!(first["code"], "F0001");
     assert_eq!(first["range"]["start"]["line"], 2);
     assert_eq!(first["range"]["start"]["column"], 7);
     assert_eq!(first["range"]["end"]["column"], 8);
     assert_eq!(diags[1]["range"]["start"]["line"], 3);
+    // The checker runs too: the egg lacks its required blocks.
+    let codes: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["code"].as_str())
+        .collect();
+    assert!(codes.contains(&"F1015"), "{codes:?}");
+}
+
+#[test]
+fn build_writes_the_ir() {
+    let dir = nest(&[("Eggs/a.fly", GOOD)]);
+    let out = fly(&["build", ".", "-o", "ir.json"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let ir: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("ir.json")).unwrap())
+            .unwrap();
+    assert_eq!(ir["ir_version"], 1);
+    assert_eq!(ir["eggs"][0]["name"], "a");
+    assert_eq!(ir["source_map"]["egg.a"]["file"], "Eggs/a.fly");
+    std::fs::write(dir.path().join("Eggs/b.fly"), BAD).unwrap();
+    let out = fly(&["build", ".", "-o", "ir2.json"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !dir.path().join("ir2.json").exists(),
+        "nothing is written on errors"
+    );
 }
 
 #[test]

@@ -185,7 +185,7 @@ impl<'a> Checker<'_, 'a> {
         if parent.is_some() {
             for attr in schema.attrs.iter().filter(|a| a.required) {
                 if !set.contains(&attr.name) {
-                    let what = parent.map(|b| describe_block(b)).unwrap_or_default();
+                    let what = parent.map(describe_block).unwrap_or_default();
                     self.diags.push(
                         file,
                         Diagnostic::error(
@@ -203,7 +203,7 @@ impl<'a> Checker<'_, 'a> {
             }
             for b in schema.blocks.iter().filter(|b| b.required) {
                 if !seen_blocks.contains_key(b.name) {
-                    let what = parent.map(|b| describe_block(b)).unwrap_or_default();
+                    let what = parent.map(describe_block).unwrap_or_default();
                     self.diags.push(
                         file,
                         Diagnostic::error(

@@ -273,6 +273,27 @@ impl Parser<'_> {
     fn comparison(&mut self) -> Result<Condition, ConditionError> {
         use crate::codes::{CONDITION_SYNTAX as SYNTAX, CONDITION_TYPE as TYPE};
         let (ls, left, le) = self.bump();
+        if !matches!(
+            left,
+            Tok::Word(_) | Tok::Number(_) | Tok::Duration(_) | Tok::Str(_)
+        ) {
+            let found = if le > ls {
+                format!("`{}`", &self.text[ls..le])
+            } else {
+                "the end of the condition".into()
+            };
+            return Err(ConditionError {
+                help: Some(
+                    "a comparison looks like `failed_count >= 3` or `idle_time > 30m`".into(),
+                ),
+                ..err(
+                    SYNTAX,
+                    ls,
+                    le.max(ls),
+                    format!("expected a metric such as `failed_count`, found {found}"),
+                )
+            });
+        }
         let (os, op, oe) = self.bump();
         let op = match op {
             Tok::Op(op) => op,

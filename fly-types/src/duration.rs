@@ -5,6 +5,9 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     if text.is_empty() {
         return Err("a duration cannot be empty".into());
     }
+    if text.contains(char::is_whitespace) {
+        return Err(format!("`{text}` is not a duration: durations are written without spaces, like `10m` or `1h30m`"));
+    }
     let mut total: u64 = 0;
     let mut rest = text;
     let mut last_unit = u64::MAX;

@@ -16,7 +16,7 @@
 //!   }
 //! }
 //! "#)];
-//! let out = compile(&files, &Env::default());
+//! let out = compile(files, &Env::default());
 //! assert!(!out.has_errors());
 //! assert_eq!(out.ir.unwrap().eggs[0].resources.cpu, 2);
 //! ```
@@ -92,6 +92,8 @@ pub struct Compilation {
 pub struct CheckedFile {
     /// Its path as given.
     pub path: String,
+    /// Its text.
+    pub text: String,
     /// Its parse.
     pub parse: Parse,
     /// Its diagnostics, in source order.
@@ -116,21 +118,22 @@ impl Compilation {
 
 /// Parses, checks and lowers the files of a Nest. Every problem in every file is reported;
 /// the IR is produced only when there is no error.
-pub fn compile(files: &[SourceFile], env: &Env) -> Compilation {
+pub fn compile(files: Vec<SourceFile>, env: &Env) -> Compilation {
     let parses: Vec<Parse> = files.iter().map(|f| fly_syntax::parse(&f.text)).collect();
     let mut diags = Diags::new(files.len());
-    let checked = nest::check(files, &parses, env, &mut diags);
+    let checked = nest::check(&files, &parses, env, &mut diags);
     let mut out_files: Vec<CheckedFile> = Vec::with_capacity(files.len());
     let has_errors = parses.iter().any(Parse::has_errors)
         || diags.per_file.iter().flatten().any(Diagnostic::is_error);
-    let ir = (!has_errors).then(|| lower::lower(files, &checked));
+    let ir = (!has_errors).then(|| lower::lower(&files, &checked));
     drop(checked);
-    for ((file, parse), mut ds) in files.iter().zip(parses).zip(diags.per_file) {
+    for ((file, parse), mut ds) in files.into_iter().zip(parses).zip(diags.per_file) {
         let mut all = parse.diagnostics.clone();
         all.append(&mut ds);
         all.sort_by_key(|d| (d.span.start, d.span.end));
         out_files.push(CheckedFile {
-            path: file.path.clone(),
+            path: file.path,
+            text: file.text,
             parse,
             diagnostics: all,
         });

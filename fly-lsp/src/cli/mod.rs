@@ -1,7 +1,9 @@
 //! The `fly` command line: argument parsing and one module per subcommand.
 
+pub mod build;
 pub mod check;
 pub mod fmt;
+pub mod report;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -18,6 +20,7 @@ struct Cli {
 enum Command {
     Check(check::Args),
     Fmt(fmt::Args),
+    Build(build::Args),
 }
 
 /// Exit status: 0 clean, 1 findings, 2 usage or I/O trouble.
@@ -30,6 +33,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Fmt(args) => fmt::run(args),
+        Command::Build(args) => build::run(args),
     };
     match result {
         Ok(code) => code,

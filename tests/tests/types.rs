@@ -1,0 +1,188 @@
+//! The checker's corpus, as data: every `.fly` file under `fixtures/types` (and every
+//! directory there, checked as one multi-file Nest) carries its expected diagnostics as
+//! annotations. `#~ F1005: text` expects a diagnostic with code F1005 whose message
+//! contains `text`, on the nearest line above that is not an annotation. Every diagnostic
+//! must be expected and every expectation met.
+
+use fly_tests::{fixtures, fly_files};
+use fly_types::{compile, Env, SourceFile};
+use std::path::Path;
+
+#[derive(Debug, PartialEq, Eq, Clone)]
+struct Expect {
+    file: String,
+    line: u32,
+    code: String,
+    text: String,
+}
+
+fn expectations(file: &SourceFile) -> Vec<Expect> {
+    let mut out = Vec::new();
+    let mut target = 0u32;
+    for (i, line) in file.text.lines().enumerate() {
+        match line.trim_start().strip_prefix("#~") {
+            Some(rest) => {
+                let (code, text) = rest.trim().split_once(':').expect("`#~ CODE: text`");
+                out.push(Expect {
+                    file: file.path.clone(),
+                    line: target,
+                    code: code.trim().to_string(),
+                    text: text.trim().to_string(),
+                });
+            }
+            None => target = i as u32 + 1,
+        }
+    }
+    out
+}
+
+fn env() -> Env {
+    Env {
+        vars: [("FLY_TEST_HOME".to_string(), "/home/fly".to_string())].into(),
+        unset_is_error: false,
+    }
+}
+
+fn check_case(name: &str, files: Vec<SourceFile>) -> String {
+    let mut expected: Vec<Expect> = files.iter().flat_map(expectations).collect();
+    let compilation = compile(files, &env());
+    let mut unexpected = Vec::new();
+    let mut rendered = String::new();
+    let mut sources = fly_syntax::render::Sources::new();
+    let ids: Vec<_> = compilation
+        .files
+        .iter()
+        .map(|f| sources.add(f.path.clone(), f.text.clone()))
+        .collect();
+    for (f, id) in compilation.files.iter().zip(ids) {
+        let index = fly_syntax::LineIndex::new(&f.text);
+        for d in &f.diagnostics {
+            rendered.push_str(&sources.render_plain(id, d));
+        }
+        for d in &f.diagnostics {
+            let line = index
+                .line_col(&f.text, d.span.start as usize, fly_syntax::Encoding::Utf8)
+                .line
+                + 1;
+            let hit = expected.iter().position(|e| {
+                e.file == f.path
+                    && e.line == line
+                    && e.code == d.code.0
+                    && d.message.contains(&e.text)
+            });
+            match hit {
+                Some(i) => {
+                    expected.remove(i);
+                }
+                None => unexpected.push(format!("{}:{line}: {} {}", f.path, d.code, d.message)),
+            }
+        }
+    }
+    assert!(
+        unexpected.is_empty() && expected.is_empty(),
+        "{name}:\nunexpected diagnostics:\n  {}\nexpectations not met:\n  {}",
+        unexpected.join("\n  "),
+        expected
+            .iter()
+            .map(|e| format!("{}:{}: {} {}", e.file, e.line, e.code, e.text))
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    );
+    assert!(compilation.ir.is_none() || !compilation.has_errors());
+    rendered
+}
+
+fn load_dir(dir: &Path) -> Vec<SourceFile> {
+    fly_types::load_nest(dir).unwrap()
+}
+
+#[test]
+fn corpus() {
+    let root = fixtures().join("types");
+    let mut cases: Vec<(String, Vec<SourceFile>)> = fly_files(&root)
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            let text = std::fs::read_to_string(&p).unwrap();
+            (name.clone(), vec![SourceFile::new(name, text)])
+        })
+        .collect();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            cases.push((
+                path.file_name().unwrap().to_string_lossy().to_string(),
+                load_dir(&path),
+            ));
+        }
+    }
+    cases.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(cases.len() >= 6);
+    for (name, files) in cases {
+        let rendered = check_case(&name, files);
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path("snapshots/types");
+        settings.set_prepend_module_to_snapshot(false);
+        settings
+            .bind(|| insta::assert_snapshot!(name.trim_end_matches(".fly").to_string(), rendered));
+    }
+}
+
+/// The example Nest compiles without a diagnostic, to a snapshotted IR.
+#[test]
+fn example_nest_ir() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/nest");
+    let compilation = compile(load_dir(&root), &env());
+    let diags: Vec<String> = compilation
+        .diagnostics()
+        .map(|(p, d)| format!("{p}: {}", d.message))
+        .collect();
+    assert!(diags.is_empty(), "{diags:#?}");
+    let ir = compilation.ir.expect("IR");
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("snapshots/types");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!("example-nest-ir", ir.to_json()));
+    // Executors read it back.
+    assert_eq!(
+        fly_types::ir::Deployment::from_json(&ir.to_json()).unwrap(),
+        ir
+    );
+}
+
+/// An IR of another version is refused with a clear error.
+#[test]
+fn ir_version_is_checked() {
+    let err = fly_types::ir::Deployment::from_json(r#"{"ir_version": 99}"#).unwrap_err();
+    assert!(
+        err.to_string().contains("version 99 is not supported"),
+        "{err}"
+    );
+}
+
+fn check_generated(path: &str, actual: &str) {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    if std::env::var_os("UPDATE_GENERATED").is_some() {
+        std::fs::write(&full, actual).unwrap();
+    }
+    let committed = std::fs::read_to_string(&full).unwrap_or_default();
+    assert!(
+        committed == actual,
+        "{path} is stale: run `UPDATE_GENERATED=1 cargo test -p fly-tests --test types` and commit it"
+    );
+}
+
+/// docs/reference.md is generated from the schema and committed.
+#[test]
+fn reference_page_is_current() {
+    check_generated("docs/reference.md", &fly_types::reference::markdown());
+}
+
+/// The IR's JSON Schema is generated and committed.
+#[test]
+fn ir_json_schema_is_current() {
+    check_generated(
+        "fly-types/ir/ir.schema.json",
+        &fly_types::ir::Deployment::json_schema(),
+    );
+}
