@@ -1,6 +1,7 @@
 //! Shared helpers for the workspace tests: a compact, readable dump of syntax trees for
 //! snapshots, fixture discovery, and rendering diagnostics as plain text.
 
+pub mod arb;
 pub mod generate;
 
 use fly_syntax::ast::{Expr, File, InterpExpr, Item, MapKey, TemplatePart};
