@@ -87,5 +87,51 @@ fn children_max_rss_kib() -> i64 {
     unsafe { usage.assume_init() }.ru_maxrss
 }
 
-criterion_group!(benches, parsers, commands);
+fn checker(c: &mut Criterion) {
+    use criterion::BatchSize;
+    use fly_types::{compile, Env, SourceFile};
+    let env = Env::default();
+    let nest: Vec<SourceFile> = fly_tests::generate::nest_files(1000, 100)
+        .into_iter()
+        .map(|(p, t)| SourceFile::new(p, t))
+        .collect();
+    let bytes: usize = nest.iter().map(|f| f.text.len()).sum();
+    assert!(
+        compile(nest.clone(), &env).ir.is_some(),
+        "the generated Nest is valid"
+    );
+    let big = vec![SourceFile::new(
+        "nest.fly",
+        fly_tests::generate::nest_source(SIZE),
+    )];
+    assert!(
+        compile(big.clone(), &env).ir.is_some(),
+        "the generated file is valid"
+    );
+
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(20);
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("1000 eggs in 100 files (parse+check+lower)", |b| {
+        b.iter_batched(
+            || nest.clone(),
+            |n| black_box(compile(n, &env).ir.is_some()),
+            BatchSize::LargeInput,
+        )
+    });
+    group.throughput(Throughput::Bytes(big[0].text.len() as u64));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
+    group.bench_function("one 10 MB file (parse+check+lower)", |b| {
+        b.iter_batched(
+            || big.clone(),
+            |n| black_box(compile(n, &env).ir.is_some()),
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parsers, checker, commands);
 criterion_main!(benches);

@@ -162,3 +162,138 @@ mod tests {
         assert!(formatted == src, "formatting changes line {first_diff:?}");
     }
 }
+
+/// One valid egg (every third serverless), as a Nest file holds it.
+fn nest_egg(i: usize, out: &mut String) {
+    let mut rng = Lcg(7 ^ (i as u64).wrapping_mul(0x9e3779b97f4a7c15));
+    let serverless = i.is_multiple_of(3);
+    let _ = write!(
+        out,
+        r#"# Pool {i}
+egg "pool-{i}" {{
+  type = "{ty}"
+
+  cloud {{
+    provider = "{provider}"
+    region   = "{region}"
+  }}
+
+  resources {{
+    cpu    = {cpu}
+    memory = {mem}
+  }}
+
+  runner {{
+    tags         = ["docker", "team-{team}", "pool-{i}"]
+    concurrent   = {conc}
+    idle_timeout = "{idle}m"
+    timeout      = "{timeout}m"
+  }}
+
+  gitlab {{
+    project_id   = {project}
+    token_secret = "vault://gitlab/pool-{i}"
+  }}
+
+  environment {{
+    DOCKER_DRIVER = "overlay2"
+    POOL          = "pool-{i}-${{vars.env}}"
+  }}
+}}
+
+"#,
+        ty = if serverless { "serverless" } else { "vm" },
+        provider = if i.is_multiple_of(2) { "yandex" } else { "aws" },
+        region = if i.is_multiple_of(2) {
+            "${vars.region}"
+        } else {
+            "eu-west-1"
+        },
+        cpu = 1 + rng.next(4),
+        mem = 512 * (1 + rng.next(16)),
+        team = rng.next(40),
+        conc = 1 + rng.next(10),
+        idle = 5 + rng.next(55),
+        timeout = 10 + rng.next(50),
+        project = 1000 + rng.next(100_000),
+    );
+}
+
+/// One valid job.
+fn nest_job(i: usize, out: &mut String) {
+    let _ = write!(
+        out,
+        r#"job "maintain-{i}" {{
+  schedule = "{m} {h} * * *"
+  script   = <<-EOT
+    gosling rotate-tokens --pool pool-{i}
+  EOT
+
+  runner {{
+    tags = ["docker"]
+  }}
+}}
+
+"#,
+        m = i % 60,
+        h = i % 24
+    );
+}
+
+const NEST_HEADER: &str = "vars {\n  region = \"ru-central1-a\"\n  env    = \"prod\"\n}\n\nuglyfox {\n  apex {\n    max_count = 10\n    min_count = 2\n  }\n\n  policies {\n    rule \"old\" {\n      condition = \"failed_count >= 3 AND age > 1h\"\n      action    = \"terminate\"\n    }\n  }\n}\n\n";
+
+/// A valid Nest of `eggs` eggs (and a job per ten eggs) spread over `files` files under
+/// `Eggs/`, plus `vars` and `uglyfox` in `UF/policy.fly`.
+pub fn nest_files(eggs: usize, files: usize) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = (0..files)
+        .map(|f| (format!("Eggs/pools-{f:03}.fly"), String::new()))
+        .collect();
+    for i in 0..eggs {
+        nest_egg(i, &mut out[i % files].1);
+        if i.is_multiple_of(10) {
+            nest_job(i, &mut out[i % files].1);
+        }
+    }
+    out.push(("UF/policy.fly".into(), NEST_HEADER.to_string()));
+    out
+}
+
+/// A valid single-file Nest of at least `min_bytes` bytes.
+pub fn nest_source(min_bytes: usize) -> String {
+    let mut out = String::from(NEST_HEADER);
+    let mut i = 0;
+    while out.len() < min_bytes {
+        nest_egg(i, &mut out);
+        if i.is_multiple_of(10) {
+            nest_job(i, &mut out);
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod nest_tests {
+    #[test]
+    fn generated_nests_compile_cleanly() {
+        let files: Vec<fly_types::SourceFile> = super::nest_files(50, 5)
+            .into_iter()
+            .map(|(p, t)| fly_types::SourceFile::new(p, t))
+            .collect();
+        let c = fly_types::compile(files, &fly_types::Env::default());
+        let d: Vec<_> = c
+            .diagnostics()
+            .map(|(p, d)| format!("{p}: {}", d.message))
+            .collect();
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(c.ir.unwrap().eggs.len(), 50);
+        let one = fly_types::compile(
+            vec![fly_types::SourceFile::new(
+                "n.fly",
+                super::nest_source(20_000),
+            )],
+            &fly_types::Env::default(),
+        );
+        assert!(one.ir.is_some());
+    }
+}
