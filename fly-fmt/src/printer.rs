@@ -303,7 +303,7 @@ impl<'a> Printer<'a> {
         self.inline_before(a.value.span().start as usize, &mut value);
         self.expr(&a.value, ind, &mut value);
         UnitKind::Attr {
-            name: a.name.name.clone(),
+            name: a.name.name.to_string(),
             value,
         }
     }

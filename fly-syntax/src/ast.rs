@@ -4,6 +4,7 @@
 //! the comment side table ([`crate::Parse::comments`]), which the formatter consults.
 
 use crate::Span;
+pub use compact_str::CompactString;
 use serde::Serialize;
 
 /// A whole `.fly` file: a body of top-level items.
@@ -40,8 +41,8 @@ impl Item {
 /// A name: attribute name, block type, map key or traversal step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Ident {
-    /// The name as written.
-    pub name: String,
+    /// The name as written (stored inline when short, as names almost always are).
+    pub name: CompactString,
     /// Where.
     pub span: Span,
 }
@@ -135,7 +136,7 @@ impl Expr {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Number {
     /// The text as written, sign included (`-1.5e3`).
-    pub raw: String,
+    pub raw: CompactString,
     /// Its value.
     pub value: NumberValue,
     /// Where.
@@ -240,7 +241,7 @@ pub struct Traversal {
 impl Traversal {
     /// The reference as written without spaces, e.g. `vars.region`.
     pub fn dotted(&self) -> String {
-        let mut s = self.root.name.clone();
+        let mut s = self.root.name.to_string();
         for step in &self.path {
             s.push('.');
             s.push_str(&step.name);

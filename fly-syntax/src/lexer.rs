@@ -8,10 +8,11 @@
 //! brackets or interpolations).
 
 use crate::diagnostic::codes;
-use crate::token::{HeredocHead, Tok};
+use crate::token::{HeredocHead, Tok, TokKind};
 use crate::{Comment, CommentKind, Diagnostic, Span};
 use logos::Logos;
 use std::borrow::Cow;
+use std::collections::VecDeque;
 
 /// Deepest nesting of blocks, lists, maps, strings and interpolations accepted.
 pub const MAX_DEPTH: usize = 128;
@@ -110,7 +111,7 @@ enum StrRaw {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Delim {
+pub(crate) enum Delim {
     Brace,
     Bracket,
     Paren,
@@ -149,18 +150,82 @@ impl Delim {
 
 /// Splits `src` into tokens and comments. Never fails: problems become diagnostics.
 pub fn lex(src: &str) -> Lexed<'_> {
-    let mut lexer = Driver {
-        src,
-        pos: 0,
-        depth: 0,
-        abandoned: false,
-        out: Lexed {
-            tokens: Vec::with_capacity(src.len() / 5),
-            ..Lexed::default()
-        },
-    };
-    lexer.normal(None);
-    lexer.out
+    let mut lexer = Lexer::new(src);
+    let tokens: Vec<Spanned<'_>> = lexer.by_ref().collect();
+    let (comments, diagnostics, _) = lexer.finish();
+    Lexed {
+        tokens,
+        comments,
+        diagnostics,
+    }
+}
+
+/// What the parser's error messages need to know of a token once it is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokInfo {
+    /// Start offset.
+    pub start: u32,
+    /// End offset.
+    pub end: u32,
+    /// Which token.
+    pub kind: TokKind,
+}
+
+/// A streaming lexer: tokens are produced a line at a time as the parser asks for them, so
+/// a large file never has all its tokens in memory at once. Comments, lexical diagnostics
+/// and a compact record of every token ([`TokInfo`]) are collected on the side.
+pub struct Lexer<'s> {
+    driver: Driver<'s>,
+    top: Vec<(Delim, Span)>,
+    done: bool,
+}
+
+impl<'s> Lexer<'s> {
+    /// A lexer over `src`.
+    pub fn new(src: &'s str) -> Self {
+        Lexer {
+            driver: Driver {
+                src,
+                pos: 0,
+                depth: 0,
+                abandoned: false,
+                queue: VecDeque::new(),
+                info: Vec::with_capacity(src.len() / 5),
+                comments: Vec::new(),
+                diagnostics: Vec::new(),
+            },
+            top: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The comments, diagnostics and token records gathered so far.
+    pub fn finish(self) -> (Vec<Comment>, Vec<Diagnostic>, Vec<TokInfo>) {
+        (
+            self.driver.comments,
+            self.driver.diagnostics,
+            self.driver.info,
+        )
+    }
+}
+
+impl<'s> Iterator for Lexer<'s> {
+    type Item = Spanned<'s>;
+
+    fn next(&mut self) -> Option<Spanned<'s>> {
+        loop {
+            if let Some(t) = self.driver.queue.pop_front() {
+                return Some(t);
+            }
+            if self.done {
+                return None;
+            }
+            let mut top = std::mem::take(&mut self.top);
+            let more = self.driver.normal_in(None, &mut top, true);
+            self.top = top;
+            self.done = !more;
+        }
+    }
 }
 
 struct Driver<'s> {
@@ -170,16 +235,25 @@ struct Driver<'s> {
     /// Set when the input was abandoned for being too deep: what is still open is closed
     /// silently, since the one F0012 says it all.
     abandoned: bool,
-    out: Lexed<'s>,
+    /// Tokens lexed but not yet taken by the parser.
+    queue: VecDeque<Spanned<'s>>,
+    info: Vec<TokInfo>,
+    comments: Vec<Comment>,
+    diagnostics: Vec<Diagnostic>,
 }
 
 impl<'s> Driver<'s> {
     fn push(&mut self, start: usize, tok: Tok<'s>, end: usize) {
-        self.out.tokens.push((start, tok, end));
+        self.info.push(TokInfo {
+            start: start as u32,
+            end: end as u32,
+            kind: tok.kind(),
+        });
+        self.queue.push_back((start, tok, end));
     }
 
     fn error(&mut self, d: Diagnostic) {
-        self.out.diagnostics.push(d);
+        self.diagnostics.push(d);
     }
 
     /// Enters one nesting level; false (after reporting) when the input is too deep, in
@@ -209,6 +283,18 @@ impl<'s> Driver<'s> {
     /// after its closing `}`; otherwise runs to the end of input.
     fn normal(&mut self, interp: Option<Span>) {
         let mut stack: Vec<(Delim, Span)> = Vec::new();
+        self.normal_in(interp, &mut stack, false);
+    }
+
+    /// Normal mode with an outside delimiter stack. With `yield_at_newline`, returns `true`
+    /// right after a significant line break (the caller resumes later); returns `false` once
+    /// the input (or the interpolation) is finished.
+    fn normal_in(
+        &mut self,
+        interp: Option<Span>,
+        stack: &mut Vec<(Delim, Span)>,
+        yield_at_newline: bool,
+    ) -> bool {
         'outer: while self.pos < self.src.len() {
             let base = self.pos;
             let mut lex = Raw::lexer(&self.src[base..]);
@@ -243,10 +329,13 @@ impl<'s> Driver<'s> {
                             && matches!(stack.last(), None | Some((Delim::Brace, _)));
                         if significant {
                             self.push(start, Tok::Newline, end);
+                            if yield_at_newline {
+                                return true;
+                            }
                         }
                     }
                     Raw::HashComment | Raw::SlashComment => {
-                        self.out.comments.push(Comment {
+                        self.comments.push(Comment {
                             kind: CommentKind::Line,
                             span: Span::new(start, end),
                         });
@@ -303,13 +392,12 @@ impl<'s> Driver<'s> {
                             _ => Delim::Paren,
                         };
                         if delim == Delim::Brace && stack.is_empty() {
-                            if let Some(open) = interp {
-                                let _ = open;
+                            if interp.is_some() {
                                 self.push(start, Tok::InterpEnd, end);
-                                return;
+                                return false;
                             }
                         }
-                        self.close(&mut stack, delim, Span::new(start, end));
+                        self.close(stack, delim, Span::new(start, end));
                     }
                     Raw::Eq => self.push(start, Tok::Eq, end),
                     Raw::Comma => self.push(start, Tok::Comma, end),
@@ -339,6 +427,7 @@ impl<'s> Driver<'s> {
         if interp.is_some() {
             self.push(eof, Tok::InterpEnd, eof);
         }
+        false
     }
 
     /// A closing delimiter: pops the matching opener, closing (and reporting) any openers
@@ -397,7 +486,7 @@ impl<'s> Driver<'s> {
         match self.src[start + 2..].find("*/") {
             Some(i) => {
                 let end = start + 2 + i + 2;
-                self.out.comments.push(Comment {
+                self.comments.push(Comment {
                     kind: CommentKind::Block,
                     span: Span::new(start, end),
                 });
@@ -415,7 +504,7 @@ impl<'s> Driver<'s> {
                     .with_secondary(Span::empty(end), "the file ends here")
                     .with_help("close the comment with `*/`"),
                 );
-                self.out.comments.push(Comment {
+                self.comments.push(Comment {
                     kind: CommentKind::Block,
                     span: Span::new(start, end),
                 });

@@ -3,8 +3,9 @@
 
 use crate::ast::{BlockLabel, File, Number, NumberValue, Template};
 use crate::diagnostic::codes;
-use crate::lexer::{lex, Spanned};
+use crate::lexer::{Lexer, Spanned, TokInfo};
 use crate::token::Tok;
+use crate::token::TokKind;
 use crate::{Comment, Diagnostic, Span};
 use lalrpop_util::{ErrorRecovery, ParseError};
 
@@ -45,20 +46,18 @@ impl Parse {
 /// Parses a `.fly` source. Never fails and never panics: errors are reported in
 /// [`Parse::diagnostics`] beside a tree of everything that could be read.
 pub fn parse(src: &str) -> Parse {
-    let lexed = lex(src);
+    let mut lexer = Lexer::new(src);
     let mut ctx = Ctx::default();
-    let result = grammar::FileParser::new().parse(
-        &mut ctx,
-        lexed.tokens.iter().cloned().map(Ok::<Spanned<'_>, Never>),
-    );
-    let mut diagnostics = lexed.diagnostics;
+    let result =
+        grammar::FileParser::new().parse(&mut ctx, lexer.by_ref().map(Ok::<Spanned<'_>, Never>));
+    let (comments, mut diagnostics, tokens) = lexer.finish();
     let file = match result {
         Ok(file) => File {
             span: Span::new(0, src.len()),
             ..file
         },
         Err(err) => {
-            diagnostics.push(describe(&lexed.tokens, err));
+            diagnostics.push(describe(src, &tokens, err));
             File {
                 items: Vec::new(),
                 span: Span::new(0, src.len()),
@@ -66,23 +65,23 @@ pub fn parse(src: &str) -> Parse {
         }
     };
     for rec in ctx.errors {
-        diagnostics.push(describe(&lexed.tokens, rec.error));
+        diagnostics.push(describe(src, &tokens, rec.error));
     }
     diagnostics.extend(ctx.diagnostics);
     diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
     Parse {
         file,
-        comments: lexed.comments,
+        comments,
         diagnostics,
     }
 }
 
 /// Builds a number node; `negative` when a `-` precedes it (the span then covers it).
 pub(crate) fn number(text: &str, negative: bool, l: usize, r: usize) -> Number {
-    let raw = if negative {
-        format!("-{text}")
+    let raw: crate::ast::CompactString = if negative {
+        compact_str::format_compact!("-{text}")
     } else {
-        text.to_string()
+        text.into()
     };
     Number {
         value: NumberValue::parse(&raw),
@@ -181,7 +180,7 @@ fn found_name(tok: &Tok<'_>, span: Span) -> String {
     }
 }
 
-fn describe(tokens: &[Spanned<'_>], err: ParseError<usize, Tok<'_>, Never>) -> Diagnostic {
+fn describe(src: &str, tokens: &[TokInfo], err: ParseError<usize, Tok<'_>, Never>) -> Diagnostic {
     let (span, found, expected, idx) = match err {
         ParseError::UnrecognizedToken {
             token: (l, tok, r),
@@ -193,9 +192,10 @@ fn describe(tokens: &[Spanned<'_>], err: ParseError<usize, Tok<'_>, Never>) -> D
             } else {
                 Span::new(l, r)
             };
-            let first = tokens.partition_point(|t| t.0 < l);
+            let kind = tok.kind();
+            let first = tokens.partition_point(|t| (t.start as usize) < l);
             let idx = (first..tokens.len())
-                .find(|&i| tokens[i].2 == r && tokens[i].1 == tok)
+                .find(|&i| tokens[i].end as usize == r && tokens[i].kind == kind)
                 .unwrap_or(first);
             (span, found_name(&tok, span), expected, idx)
         }
@@ -222,46 +222,55 @@ fn describe(tokens: &[Spanned<'_>], err: ParseError<usize, Tok<'_>, Never>) -> D
         }
         ParseError::User { error } => match error {},
     };
-    let prev = idx.checked_sub(1).map(|i| &tokens[i].1);
-    let prev2 = idx.checked_sub(2).map(|i| &tokens[i].1);
+    let info = |i: Option<usize>| i.and_then(|i| tokens.get(i));
+    let prev = info(idx.checked_sub(1));
+    let prev2 = info(idx.checked_sub(2));
+    let kind = |t: Option<&TokInfo>| t.map(|t| t.kind);
+    let name = |t: &TokInfo| src.get(t.start as usize..t.end as usize).unwrap_or("");
     let expects = |t: &str| expected.iter().any(|e| e.trim_matches('"') == t);
-    let at_item_start = matches!(prev2, None | Some(Tok::Newline | Tok::LBrace));
+    let at_item_start = matches!(kind(prev2), None | Some(TokKind::Newline | TokKind::LBrace));
 
-    match (prev, prev2) {
-        (Some(Tok::Ident(name)), _) if at_item_start && expects("=") => Diagnostic::error(
+    match (kind(prev), kind(prev2)) {
+        (Some(TokKind::Ident), _) if at_item_start && expects("=") => {
+            let name = prev.map(name).unwrap_or("");
+            Diagnostic::error(
+                codes::UNEXPECTED_TOKEN,
+                span,
+                format!("expected `=` after attribute name `{name}`, found {found}"),
+            )
+            .with_label("expected `=` here")
+            .with_help(format!(
+                "write `{name} = <value>`, or open a block with `{name} {{ … }}`"
+            ))
+        }
+        (Some(TokKind::Eq), Some(TokKind::Ident)) => Diagnostic::error(
             codes::UNEXPECTED_TOKEN,
             span,
-            format!("expected `=` after attribute name `{name}`, found {found}"),
-        )
-        .with_label("expected `=` here")
-        .with_help(format!(
-            "write `{name} = <value>`, or open a block with `{name} {{ … }}`"
-        )),
-        (Some(Tok::Eq), Some(Tok::Ident(name))) => Diagnostic::error(
-            codes::UNEXPECTED_TOKEN,
-            span,
-            format!("expected a value for `{name}` after `=`, found {found}"),
+            format!(
+                "expected a value for `{}` after `=`, found {found}",
+                prev2.map(name).unwrap_or("")
+            ),
         )
         .with_label("expected a value here")
         .with_help("a value is a number, a string, `true`/`false`, a list `[…]` or a map `{ … }`"),
-        (Some(Tok::InterpStart), _) => Diagnostic::error(
+        (Some(TokKind::InterpStart), _) => Diagnostic::error(
             codes::UNEXPECTED_TOKEN,
             span,
             format!("expected a reference such as `vars.name` inside `${{ }}`, found {found}"),
         )
         .with_help("write `$${` for a literal `${`"),
-        (Some(Tok::Dot), _) => Diagnostic::error(
+        (Some(TokKind::Dot), _) => Diagnostic::error(
             codes::UNEXPECTED_TOKEN,
             span,
             format!("expected a name after `.`, found {found}"),
         ),
-        (Some(Tok::StrEnd), _) if expects("{") && !expects("newline") => Diagnostic::error(
+        (Some(TokKind::StrEnd), _) if expects("{") && !expects("newline") => Diagnostic::error(
             codes::UNEXPECTED_TOKEN,
             span,
             format!("expected `{{` to open the block body, found {found}"),
         )
         .with_label("expected `{` here"),
-        _ if expects("newline") && starts_item(tokens.get(idx).map(|t| &t.1)) => {
+        _ if expects("newline") && starts_item(kind(tokens.get(idx))) => {
             Diagnostic::error(
                 codes::MISSING_NEWLINE,
                 span,
@@ -287,6 +296,6 @@ fn describe(tokens: &[Spanned<'_>], err: ParseError<usize, Tok<'_>, Never>) -> D
 }
 
 /// True for a token that can begin an attribute, block or map entry.
-fn starts_item(tok: Option<&Tok<'_>>) -> bool {
-    matches!(tok, Some(Tok::Ident(_) | Tok::StrStart))
+fn starts_item(tok: Option<TokKind>) -> bool {
+    matches!(tok, Some(TokKind::Ident | TokKind::StrStart))
 }

@@ -92,3 +92,63 @@ impl fmt::Display for Tok<'_> {
         }
     }
 }
+
+/// A token's kind without its payload, for compact records.
+#[allow(missing_docs)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokKind {
+    Ident,
+    Number,
+    True,
+    False,
+    LBrace,
+    RBrace,
+    LBracket,
+    RBracket,
+    LParen,
+    RParen,
+    Eq,
+    Comma,
+    Dot,
+    Minus,
+    Colon,
+    Newline,
+    StrStart,
+    StrEnd,
+    Lit,
+    InterpStart,
+    InterpEnd,
+    HeredocStart,
+    HeredocEnd,
+}
+
+impl Tok<'_> {
+    /// The token's kind.
+    pub fn kind(&self) -> TokKind {
+        match self {
+            Tok::Ident(_) => TokKind::Ident,
+            Tok::Number(_) => TokKind::Number,
+            Tok::True => TokKind::True,
+            Tok::False => TokKind::False,
+            Tok::LBrace => TokKind::LBrace,
+            Tok::RBrace => TokKind::RBrace,
+            Tok::LBracket => TokKind::LBracket,
+            Tok::RBracket => TokKind::RBracket,
+            Tok::LParen => TokKind::LParen,
+            Tok::RParen => TokKind::RParen,
+            Tok::Eq => TokKind::Eq,
+            Tok::Comma => TokKind::Comma,
+            Tok::Dot => TokKind::Dot,
+            Tok::Minus => TokKind::Minus,
+            Tok::Colon => TokKind::Colon,
+            Tok::Newline => TokKind::Newline,
+            Tok::StrStart => TokKind::StrStart,
+            Tok::StrEnd => TokKind::StrEnd,
+            Tok::Lit(_) => TokKind::Lit,
+            Tok::InterpStart => TokKind::InterpStart,
+            Tok::InterpEnd => TokKind::InterpEnd,
+            Tok::HeredocStart(_) => TokKind::HeredocStart,
+            Tok::HeredocEnd => TokKind::HeredocEnd,
+        }
+    }
+}

@@ -222,7 +222,7 @@ impl<'a> Evaluator<'a> {
         };
         match root {
             "vars" => self.var(file, &name.name, name.span, diags),
-            "env" => match self.env.vars.get(&name.name) {
+            "env" => match self.env.vars.get(name.name.as_str()) {
                 Some(v) => Some(Value {
                     kind: ValueKind::Str(v.clone()),
                     span: tr.span,

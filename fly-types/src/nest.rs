@@ -33,7 +33,7 @@ pub(crate) fn check<'a>(
             }
             for item in &b.items {
                 let Item::Attribute(a) = item else { continue };
-                if let Some(first) = vars.get(&a.name.name) {
+                if let Some(first) = vars.get(a.name.name.as_str()) {
                     let d = Diagnostic::error(
                         codes::DUPLICATE_VARIABLE,
                         a.name.span,
@@ -53,7 +53,7 @@ pub(crate) fn check<'a>(
                     continue;
                 }
                 vars.insert(
-                    a.name.name.clone(),
+                    a.name.name.to_string(),
                     VarDef {
                         file,
                         expr: &a.value,

@@ -13,7 +13,10 @@ pub fn ident_name() -> impl Strategy<Value = String> {
 }
 
 pub fn ident() -> impl Strategy<Value = Ident> {
-    ident_name().prop_map(|name| Ident { name, span: sp() })
+    ident_name().prop_map(|name| Ident {
+        name: name.into(),
+        span: sp(),
+    })
 }
 
 /// Text that exercises every escape, `$` next to `{`, and non-ASCII characters.
@@ -134,7 +137,7 @@ pub fn number() -> impl Strategy<Value = Number> {
     ]
     .prop_map(|raw| Number {
         value: NumberValue::parse(&raw),
-        raw,
+        raw: raw.into(),
         span: sp(),
     })
 }

@@ -119,7 +119,7 @@ fn dump_expr(e: &Expr, depth: usize, out: &mut String) {
             let _ = writeln!(out, "Map @{}..{}", span.start, span.end);
             for en in &m.entries {
                 let key = match &en.key {
-                    MapKey::Ident(i) => i.name.clone(),
+                    MapKey::Ident(i) => i.name.to_string(),
                     MapKey::String(s) => format!("{:?}", s.value),
                 };
                 let _ = write!(out, "{}{key} = ", pad(depth + 1));

@@ -29,7 +29,7 @@ fn shape(items: &[Item]) -> Vec<Shape> {
         .iter()
         .filter_map(|i| match i {
             Item::Block(b) => Some(Shape(
-                b.kind.name.clone(),
+                b.kind.name.to_string(),
                 b.labels.iter().map(|l| l.value.clone()).collect(),
                 shape(&b.items),
             )),
@@ -198,7 +198,7 @@ impl Layout<'_> {
                 for entry in &m.entries {
                     self.indent(depth + 1);
                     self.out.push_str(&match &entry.key {
-                        MapKey::Ident(i) => i.name.clone(),
+                        MapKey::Ident(i) => i.name.to_string(),
                         MapKey::String(s) => fly_fmt::print_expr(&Expr::String(Template {
                             parts: vec![TemplatePart::Literal(Literal {
                                 value: s.value.clone(),

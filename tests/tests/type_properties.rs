@@ -172,7 +172,7 @@ fn reference(name: &str) -> TemplatePart {
                 span: sp(),
             },
             path: vec![fly_syntax::ast::Ident {
-                name: name.to_string(),
+                name: name.into(),
                 span: sp(),
             }],
             span: sp(),
