@@ -391,11 +391,9 @@ impl<'s> Driver<'s> {
                             Raw::RBracket => Delim::Bracket,
                             _ => Delim::Paren,
                         };
-                        if delim == Delim::Brace && stack.is_empty() {
-                            if interp.is_some() {
-                                self.push(start, Tok::InterpEnd, end);
-                                return false;
-                            }
+                        if delim == Delim::Brace && stack.is_empty() && interp.is_some() {
+                            self.push(start, Tok::InterpEnd, end);
+                            return false;
                         }
                         self.close(stack, delim, Span::new(start, end));
                     }
