@@ -76,6 +76,12 @@ pub fn parse(src: &str) -> Parse {
     }
 }
 
+/// The span of text skipped by error recovery. LALRPOP may report the end of an empty
+/// recovery before its start; the span is then empty at the later position.
+pub(crate) fn recovered(l: usize, r: usize) -> Span {
+    Span::new(l.min(r), r.max(l))
+}
+
 /// Builds a number node; `negative` when a `-` precedes it (the span then covers it).
 pub(crate) fn number(text: &str, negative: bool, l: usize, r: usize) -> Number {
     let raw: crate::ast::CompactString = if negative {

@@ -45,7 +45,8 @@ fn parsers(c: &mut Criterion) {
 fn commands(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("nest.fly");
-    std::fs::write(&file, input()).unwrap();
+    // A valid Nest, so `fly check` runs every stage (syntax, types, Nest-wide rules).
+    std::fs::write(&file, fly_tests::generate::nest_source(SIZE)).unwrap();
     let fly = env!("CARGO_BIN_EXE_fly");
     let run = |args: &[&str]| {
         let status = Command::new(fly).args(args).arg(&file).status().unwrap();

@@ -131,3 +131,16 @@ fn nesting_depth_is_bounded() {
         }
     }
 }
+
+/// Inputs the fuzzer once crashed on: no panic, sane spans, and errors reported.
+#[test]
+fn fuzz_regressions() {
+    for path in fly_files(&fixtures().join("fuzz-regressions")) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parse = fly_syntax::parse(&text);
+        for d in &parse.diagnostics {
+            assert!(d.span.start <= d.span.end && d.span.end as usize <= text.len(), "{}", path.display());
+        }
+        let _ = fly_fmt::format(&text);
+    }
+}
