@@ -4,4 +4,7 @@
 //! command line (`fly check`, `fly fmt`); the library half holds what both share.
 
 pub mod cli;
+pub mod features;
 pub mod files;
+pub mod server;
+pub mod world;

@@ -265,6 +265,31 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Every variable with its definition site and value (problems were reported already).
+    pub fn resolve_all(&mut self) -> std::collections::BTreeMap<String, crate::VarInfo> {
+        let mut names: Vec<(String, usize, Span)> = self
+            .vars
+            .iter()
+            .map(|(n, d)| (n.clone(), d.file, d.name_span))
+            .collect();
+        names.sort();
+        let mut sink = Diags::default();
+        names
+            .into_iter()
+            .map(|(name, file, name_span)| {
+                let value = self.var(file, &name, name_span, &mut sink);
+                (
+                    name,
+                    crate::VarInfo {
+                        file,
+                        name_span,
+                        value,
+                    },
+                )
+            })
+            .collect()
+    }
+
     fn var(&mut self, file: usize, name: &str, at: Span, diags: &mut Diags) -> Option<Value> {
         match self.state.get(name) {
             Some(VarState::Done(v)) => {

@@ -120,14 +120,19 @@ impl Compilation {
 /// the IR is produced only when there is no error.
 pub fn compile(files: Vec<SourceFile>, env: &Env) -> Compilation {
     let parses: Vec<Parse> = files.iter().map(|f| fly_syntax::parse(&f.text)).collect();
-    let mut diags = Diags::new(files.len());
-    let checked = nest::check(&files, &parses, env, &mut diags);
+    let inputs: Vec<Input<'_>> = files
+        .iter()
+        .zip(&parses)
+        .map(|(f, parse)| Input {
+            path: &f.path,
+            text: &f.text,
+            parse,
+        })
+        .collect();
+    let analysis = analyze(&inputs, env);
+    drop(inputs);
     let mut out_files: Vec<CheckedFile> = Vec::with_capacity(files.len());
-    let has_errors = parses.iter().any(Parse::has_errors)
-        || diags.per_file.iter().flatten().any(Diagnostic::is_error);
-    let ir = (!has_errors).then(|| lower::lower(&files, &checked));
-    drop(checked);
-    for ((file, parse), mut ds) in files.into_iter().zip(parses).zip(diags.per_file) {
+    for ((file, parse), mut ds) in files.into_iter().zip(parses).zip(analysis.diagnostics) {
         let mut all = parse.diagnostics.clone();
         all.append(&mut ds);
         all.sort_by_key(|d| (d.span.start, d.span.end));
@@ -140,7 +145,55 @@ pub fn compile(files: Vec<SourceFile>, env: &Env) -> Compilation {
     }
     Compilation {
         files: out_files,
+        ir: analysis.ir,
+    }
+}
+
+/// What the checker found in already-parsed files (the language server keeps parses of
+/// unchanged files and calls this on every edit).
+#[derive(Debug)]
+pub struct Analysis {
+    /// Checker and Nest-wide diagnostics per file (syntax diagnostics are in the parses).
+    pub diagnostics: Vec<Vec<Diagnostic>>,
+    /// The IR, when no file has an error.
+    pub ir: Option<fly_ir::Deployment>,
+    /// Every variable of the Nest: where it is defined and its value, if it resolves.
+    pub vars: std::collections::BTreeMap<String, VarInfo>,
+}
+
+/// A variable of the Nest.
+#[derive(Clone, Debug)]
+pub struct VarInfo {
+    /// Index of the file that defines it.
+    pub file: usize,
+    /// The span of its name in the `vars` block.
+    pub name_span: fly_syntax::Span,
+    /// Its value, when it resolves.
+    pub value: Option<Value>,
+}
+
+/// A parsed file handed to [`analyze`].
+#[derive(Clone, Copy)]
+pub struct Input<'a> {
+    /// Path relative to the Nest root.
+    pub path: &'a str,
+    /// Its text.
+    pub text: &'a str,
+    /// Its parse.
+    pub parse: &'a Parse,
+}
+
+/// Checks and lowers parsed files; diagnostics come back indexed like `files`.
+pub fn analyze(files: &[Input<'_>], env: &Env) -> Analysis {
+    let mut diags = Diags::new(files.len());
+    let (checked, vars) = nest::check(files, env, &mut diags);
+    let has_errors = files.iter().any(|f| f.parse.has_errors())
+        || diags.per_file.iter().flatten().any(Diagnostic::is_error);
+    let ir = (!has_errors).then(|| lower::lower(files, &checked));
+    Analysis {
+        diagnostics: diags.per_file,
         ir,
+        vars,
     }
 }
 

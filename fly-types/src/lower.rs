@@ -6,17 +6,17 @@ use crate::check::{Node, Typed};
 use crate::duration::parse_duration;
 use crate::nest::Checked;
 use crate::schema::{self, BlockSchema, Default, Type};
-use crate::SourceFile;
+use crate::Input;
 use fly_ir::*;
 use fly_syntax::{Encoding, LineIndex};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
-pub(crate) fn lower(files: &[SourceFile], checked: &Checked<'_>) -> Deployment {
-    let indexes: Vec<LineIndex> = files.iter().map(|f| LineIndex::new(&f.text)).collect();
+pub(crate) fn lower(files: &[Input<'_>], checked: &Checked<'_>) -> Deployment {
+    let indexes: Vec<LineIndex> = files.iter().map(|f| LineIndex::new(f.text)).collect();
     let mut source_map = BTreeMap::new();
     let mut locate = |key: String, node: &Node<'_>| {
-        let text = &files[node.file].text;
+        let text = files[node.file].text;
         let line = indexes[node.file]
             .line_col(text, node.block.span.start as usize, Encoding::Utf8)
             .line
@@ -24,7 +24,7 @@ pub(crate) fn lower(files: &[SourceFile], checked: &Checked<'_>) -> Deployment {
         source_map.insert(
             key,
             SourceLocation {
-                file: files[node.file].path.clone(),
+                file: files[node.file].path.to_string(),
                 line,
             },
         );

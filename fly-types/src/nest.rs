@@ -5,10 +5,11 @@
 use crate::check::{Checker, Node, Typed};
 use crate::eval::{Env, Evaluator, VarDef};
 use crate::schema::{self, ROOT};
-use crate::{codes, Diags, SourceFile};
+use crate::VarInfo;
+use crate::{codes, Diags, Input};
 use fly_syntax::ast::Item;
-use fly_syntax::{Diagnostic, Parse, Span};
-use std::collections::HashMap;
+use fly_syntax::{Diagnostic, Span};
+use std::collections::{BTreeMap, HashMap};
 
 /// The checked blocks of a Nest, by kind.
 pub(crate) struct Checked<'a> {
@@ -18,14 +19,13 @@ pub(crate) struct Checked<'a> {
 }
 
 pub(crate) fn check<'a>(
-    files: &'a [SourceFile],
-    parses: &'a [Parse],
+    files: &'a [Input<'a>],
     env: &'a Env,
     diags: &mut Diags,
-) -> Checked<'a> {
+) -> (Checked<'a>, BTreeMap<String, VarInfo>) {
     // Variables from every `vars` block of the Nest.
     let mut vars: HashMap<String, VarDef<'a>> = HashMap::new();
-    for (file, parse) in parses.iter().enumerate() {
+    for (file, parse) in files.iter().map(|f| f.parse).enumerate() {
         for item in &parse.file.items {
             let Item::Block(b) = item else { continue };
             if b.kind.name != "vars" {
@@ -44,7 +44,7 @@ pub(crate) fn check<'a>(
                         d.with_secondary(first.name_span, "first defined here")
                     } else {
                         d.with_secondary_in(
-                            &files[first.file].path,
+                            files[first.file].path,
                             first.name_span,
                             "first defined here",
                         )
@@ -70,7 +70,7 @@ pub(crate) fn check<'a>(
             eval: &mut eval,
             diags,
         };
-        for (file, parse) in parses.iter().enumerate() {
+        for (file, parse) in files.iter().map(|f| f.parse).enumerate() {
             let (_, children) = checker.items(file, &ROOT, &parse.file.items, None);
             nodes.extend(children);
         }
@@ -105,6 +105,7 @@ pub(crate) fn check<'a>(
             _ => {}
         }
     }
+    let vars = eval.resolve_all();
     unique_names(files, &checked.eggs, "egg", diags);
     unique_names(files, &checked.jobs, "job", diags);
     for egg in &checked.eggs {
@@ -118,12 +119,12 @@ pub(crate) fn check<'a>(
             pool_rules(uf, pool, diags);
         }
     }
-    checked
+    (checked, vars)
 }
 
 fn secondary(
     d: Diagnostic,
-    files: &[SourceFile],
+    files: &[Input<'_>],
     here: usize,
     there: usize,
     span: Span,
@@ -132,11 +133,11 @@ fn secondary(
     if here == there {
         d.with_secondary(span, msg)
     } else {
-        d.with_secondary_in(&files[there].path, span, msg)
+        d.with_secondary_in(files[there].path, span, msg)
     }
 }
 
-fn unique_names(files: &[SourceFile], nodes: &[Node<'_>], kind: &str, diags: &mut Diags) {
+fn unique_names(files: &[Input<'_>], nodes: &[Node<'_>], kind: &str, diags: &mut Diags) {
     let mut seen: HashMap<&str, (usize, Span)> = HashMap::new();
     for n in nodes {
         let name = n.label();

@@ -139,7 +139,11 @@ fn fuzz_regressions() {
         let text = std::fs::read_to_string(&path).unwrap();
         let parse = fly_syntax::parse(&text);
         for d in &parse.diagnostics {
-            assert!(d.span.start <= d.span.end && d.span.end as usize <= text.len(), "{}", path.display());
+            assert!(
+                d.span.start <= d.span.end && d.span.end as usize <= text.len(),
+                "{}",
+                path.display()
+            );
         }
         let _ = fly_fmt::format(&text);
     }

@@ -21,6 +21,17 @@ enum Command {
     Check(check::Args),
     Fmt(fmt::Args),
     Build(build::Args),
+    Lsp(LspArgs),
+}
+
+/// Serve the Language Server Protocol on standard input and output (what editors start).
+///
+/// Example: configure your editor to run `fly lsp` for `*.fly` files.
+#[derive(clap::Args)]
+struct LspArgs {
+    /// Accepted for compatibility with clients that pass it; stdio is the only transport.
+    #[arg(long)]
+    stdio: bool,
 }
 
 /// Exit status: 0 clean, 1 findings, 2 usage or I/O trouble.
@@ -34,6 +45,9 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Build(args) => build::run(args),
+        Command::Lsp(_) => crate::server::run_stdio()
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| miette::miette!("the language server stopped: {e}")),
     };
     match result {
         Ok(code) => code,
