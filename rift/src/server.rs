@@ -1,0 +1,910 @@
+//! The HTTP server: listeners, graceful shutdown, request routing, authentication, and the
+//! object handlers shared by the S3 API and the plain `/cache/{key}` endpoint.
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use percent_encoding::percent_decode_str;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::{spawn_reloader, AuthFileError, AuthState, RateLimitConfig, RateLimiter};
+use crate::config::Config;
+use crate::error::{empty, full, ApiError, Body, BoxError};
+use crate::metrics::Metrics;
+use crate::origin::Origin;
+use crate::s3::{self, ListParams, ListVersion, RangeSpec};
+use crate::sigv4::{self, PayloadHash, SigRequest};
+use crate::store::{PutOptions, Store, StoreConfig, StoreError};
+
+/// The bucket behind the plain `/cache/{key}` endpoint (also reachable through the S3 API).
+pub const PLAIN_BUCKET: &str = "cache";
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct AppState {
+    /// The configuration in force.
+    pub config: Config,
+    /// The object store.
+    pub store: Arc<Store>,
+    /// Credentials.
+    pub auth: Arc<AuthState>,
+    /// Auth failure limiter.
+    pub limiter: RateLimiter,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Pull-through origin.
+    pub origin: Option<Origin>,
+    started: i64,
+    request_ids: AtomicU64,
+    created_buckets: Mutex<BTreeSet<String>>,
+}
+
+impl AppState {
+    /// Records an authentication failure from `peer`.
+    pub fn auth_failure(&self, peer: SocketAddr, what: &str) {
+        Metrics::inc(&self.metrics.auth_failures);
+        self.limiter.record_failure(peer.ip());
+        tracing::info!(client = %peer.ip(), endpoint = what, "authentication failed");
+    }
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The auth file could not be loaded.
+    #[error(transparent)]
+    #[diagnostic(help(
+        "the auth file is TOML with `tokens = [..]` and [[s3_keys]] tables; see `rift --help`"
+    ))]
+    Auth(#[from] AuthFileError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Running {
+    /// Address of the S3 / cache / metrics listener.
+    pub addr: SocketAddr,
+    /// Address of the Docker proxy listener, if enabled.
+    pub docker_addr: Option<SocketAddr>,
+    /// Shared state (metrics, store) for inspection.
+    pub state: Arc<AppState>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting connections; in-flight requests may finish within the grace period.
+    pub fn trigger_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits until every listener has finished.
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Triggers a graceful shutdown and waits for it.
+    pub async fn shutdown(self) {
+        self.trigger_shutdown();
+        self.wait().await;
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Opens the store, loads credentials, binds the listeners and starts serving.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let metrics = Arc::new(Metrics::default());
+    let store_cfg = StoreConfig {
+        dir: config.data_dir.clone(),
+        max_bytes: config.max_cache_size,
+        max_age: config.max_age,
+        max_object_size: config.max_object_size,
+        fsync: config.fsync,
+    };
+    let m = Arc::clone(&metrics);
+    let store = tokio::task::spawn_blocking(move || Store::open(store_cfg, m))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
+    let auth = Arc::new(AuthState::load(&config.auth_file)?);
+    let main = bind(config.listen).await?;
+    let docker = match config.docker_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let addr = main.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let docker_addr = match &docker {
+        Some(l) => Some(l.local_addr().map_err(|source| StartError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?),
+        None => None,
+    };
+    let origin = config
+        .origin
+        .as_ref()
+        .map(|o| Origin::new(o, Arc::clone(&metrics)));
+    let state = Arc::new(AppState {
+        limiter: RateLimiter::new(RateLimitConfig {
+            max_failures: config.auth_failure_limit,
+            window: config.auth_failure_window,
+            lockout: config.auth_lockout,
+        }),
+        config,
+        store,
+        auth,
+        metrics,
+        origin,
+        started: chrono::Utc::now().timestamp(),
+        request_ids: AtomicU64::new(1),
+        created_buckets: Mutex::new(BTreeSet::new()),
+    });
+    let (tx, rx) = watch::channel(false);
+    let mut tasks = vec![
+        spawn_reloader(
+            Arc::clone(&state.auth),
+            state.config.auth_reload_interval,
+            Arc::clone(&state.metrics),
+            rx.clone(),
+        ),
+        tokio::spawn(serve(main, Arc::clone(&state), handle_main, rx.clone())),
+    ];
+    if let Some(l) = docker {
+        tasks.push(tokio::spawn(serve(
+            l,
+            Arc::clone(&state),
+            crate::docker::handle,
+            rx.clone(),
+        )));
+    }
+    if let Some(age) = state.config.max_age {
+        let st = Arc::clone(&state);
+        let mut rx = rx.clone();
+        let period = (age / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    _ = rx.changed() => return,
+                    _ = tick.tick() => {
+                        let store = Arc::clone(&st.store);
+                        let n = tokio::task::spawn_blocking(move || store.sweep_expired()).await.unwrap_or(0);
+                        if n > 0 {
+                            tracing::info!(evicted = n, "expired objects evicted");
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    tracing::info!(%addr, docker = ?docker_addr, origin = state.origin.is_some(), "rift listening");
+    Ok(Running {
+        addr,
+        docker_addr,
+        state,
+        shutdown: tx,
+        tasks,
+    })
+}
+
+async fn serve<F, Fut>(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    handler: F,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    F: Fn(Arc<AppState>, SocketAddr, Request<Incoming>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    let tracker = tokio_util::task::TaskTracker::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.header_read_timeout)
+        .max_buf_size(state.config.max_header_size)
+        .keep_alive(true);
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let st = Arc::clone(&state);
+                    let svc = service_fn(move |req| handler(Arc::clone(&st), peer, req));
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades();
+                    let mut stop = shutdown.clone();
+                    tracker.spawn(async move {
+                        tokio::pin!(conn);
+                        let result = tokio::select! {
+                            r = conn.as_mut() => r,
+                            _ = async { let _ = stop.wait_for(|v| *v).await; } => {
+                                // Finish the request in flight, then close.
+                                conn.as_mut().graceful_shutdown();
+                                conn.await
+                            }
+                        };
+                        if let Err(e) = result {
+                            tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = async { let _ = shutdown.wait_for(|v| *v).await; } => break,
+        }
+    }
+    drop(listener);
+    tracker.close();
+    tokio::select! {
+        _ = tracker.wait() => tracing::info!("listener drained"),
+        _ = tokio::time::sleep(state.config.shutdown_grace) => {
+            tracing::warn!("shutdown grace period elapsed; closing remaining connections");
+        }
+    }
+}
+
+async fn handle_main(
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    Metrics::inc(&state.metrics.requests);
+    let rid = format!("{:016X}", state.request_ids.fetch_add(1, Ordering::Relaxed));
+    let head = req.method() == Method::HEAD;
+    let method = req.method().clone();
+    let resp = match route(&state, peer, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(%method, code = e.code, status = %e.status, "request failed");
+            e.into_response(head, &rid)
+        }
+    };
+    Ok(resp)
+}
+
+fn decode_path(raw: &str) -> Result<String, ApiError> {
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::invalid_argument("the path is not valid UTF-8"))
+}
+
+fn query_map(q: Option<&str>) -> Vec<(String, String)> {
+    q.map(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn qget<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn qhas(q: &[(String, String)], name: &str) -> bool {
+    q.iter().any(|(k, _)| k == name)
+}
+
+/// How a request was authenticated.
+enum Authn {
+    Bearer,
+    SigV4(PayloadHash),
+}
+
+async fn route(
+    state: &Arc<AppState>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_string();
+    match path.as_str() {
+        "/health" => return Ok(text(StatusCode::OK, "ok\n")),
+        "/metrics" => {
+            let m = state.metrics.render(state.store.gauges());
+            let mut r = text(StatusCode::OK, m);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return Ok(r);
+        }
+        _ => {}
+    }
+    if let Err(wait) = state.limiter.check(peer.ip()) {
+        Metrics::inc(&state.metrics.rate_limited);
+        return Err(ApiError::rate_limited(wait.as_secs()));
+    }
+    let query = req.uri().query().map(str::to_string);
+    let sig = sigv4::is_sigv4(req.headers(), query.as_deref());
+    if !sig {
+        if let Some(raw_key) = path.strip_prefix("/cache/") {
+            let ok = bearer(req.headers()).is_some_and(|t| state.auth.current().check_token(t));
+            if !ok {
+                state.auth_failure(peer, "cache");
+                return Err(if bearer(req.headers()).is_some() {
+                    ApiError::bad_token()
+                } else {
+                    ApiError::unauthenticated()
+                });
+            }
+            let key = decode_path(raw_key)?;
+            return object(state, req, PLAIN_BUCKET, &key, Authn::Bearer, &[]).await;
+        }
+        state.auth_failure(peer, "s3");
+        return Err(ApiError::unauthenticated());
+    }
+    let verified = {
+        let creds = state.auth.current();
+        let skew = chrono::Duration::from_std(state.config.clock_skew)
+            .unwrap_or_else(|_| chrono::Duration::minutes(15));
+        sigv4::verify(
+            SigRequest {
+                method: req.method().as_str(),
+                path: &path,
+                query: query.as_deref(),
+                headers: req.headers(),
+            },
+            |ak| creds.secret_for(ak),
+            chrono::Utc::now(),
+            skew,
+        )
+    };
+    let verified = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            state.auth_failure(peer, "s3");
+            return Err(e.into());
+        }
+    };
+    let q = query_map(query.as_deref());
+    let decoded = decode_path(&path)?;
+    let trimmed = decoded.strip_prefix('/').unwrap_or(&decoded);
+    if trimmed.is_empty() {
+        return match *req.method() {
+            Method::GET => {
+                let mut names: BTreeSet<String> = state.store.buckets().into_iter().collect();
+                names.extend(
+                    state
+                        .created_buckets
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .cloned(),
+                );
+                let names: Vec<String> = names.into_iter().collect();
+                Ok(xml(StatusCode::OK, s3::buckets_xml(&names, state.started)))
+            }
+            _ => Err(method_not_allowed()),
+        };
+    }
+    let (bucket, key) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    if !s3::valid_bucket(bucket) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidBucketName",
+            "The specified bucket is not valid.",
+        )
+        .with_resource(format!("/{bucket}")));
+    }
+    if key.is_empty() {
+        return bucket_op(state, req, bucket, &q).await;
+    }
+    object(state, req, bucket, key, Authn::SigV4(verified.payload), &q).await
+}
+
+fn bearer(h: &HeaderMap) -> Option<&str> {
+    h.get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+pub(crate) fn xml(status: StatusCode, body: String) -> Response<Body> {
+    let len = body.len();
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    r
+}
+
+pub(crate) fn status_only(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = status;
+    r
+}
+
+fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "The specified method is not allowed against this resource.",
+    )
+}
+
+async fn bucket_op(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+    bucket: &str,
+    q: &[(String, String)],
+) -> Result<Response<Body>, ApiError> {
+    match *req.method() {
+        Method::GET | Method::HEAD if qhas(q, "location") => Ok(xml(
+            StatusCode::OK,
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"{}\"></LocationConstraint>",
+                s3::XMLNS
+            ),
+        )),
+        Method::HEAD => Ok(status_only(StatusCode::OK)),
+        Method::GET => {
+            for sub in ["uploads", "versioning", "acl", "policy", "lifecycle", "versions"] {
+                if qhas(q, sub) {
+                    return Err(ApiError::not_implemented(&format!("bucket ?{sub}")));
+                }
+            }
+            list_objects(state, bucket, q)
+        }
+        Method::PUT => {
+            state
+                .created_buckets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(bucket.to_string());
+            let mut r = status_only(StatusCode::OK);
+            if let Ok(v) = HeaderValue::from_str(&format!("/{bucket}")) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(r)
+        }
+        Method::DELETE => {
+            let mut any = false;
+            state.store.scan(&format!("{bucket}/"), None, |_| {
+                any = true;
+                false
+            });
+            if any {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "BucketNotEmpty",
+                    "The bucket you tried to delete is not empty",
+                )
+                .with_resource(format!("/{bucket}")));
+            }
+            state
+                .created_buckets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(bucket);
+            Ok(status_only(StatusCode::NO_CONTENT))
+        }
+        Method::POST if qhas(q, "delete") => delete_objects(state, req, bucket).await,
+        _ => Err(method_not_allowed()),
+    }
+}
+
+/// Largest DeleteObjects body accepted (1000 keys of 1 KiB, with markup).
+const MAX_DELETE_BODY: usize = 2 << 20;
+
+async fn delete_objects(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+    bucket: &str,
+) -> Result<Response<Body>, ApiError> {
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_DELETE_BODY);
+    let body = limited
+        .collect()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "MalformedXML", e.to_string()))?
+        .to_bytes();
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "MalformedXML", "body is not UTF-8"))?;
+    let parsed = s3::parse_delete(text)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "MalformedXML", e))?;
+    let mut deleted = Vec::with_capacity(parsed.objects.len());
+    for o in parsed.objects {
+        let full_key = format!("{bucket}/{}", o.key);
+        if crate::store::validate_key(&full_key).is_ok() {
+            state.store.delete(&full_key).await?;
+        }
+        // S3 reports keys that did not exist as deleted too.
+        deleted.push(o.key);
+    }
+    Ok(xml(
+        StatusCode::OK,
+        s3::delete_result_xml(&deleted, parsed.quiet),
+    ))
+}
+
+fn list_objects(
+    state: &Arc<AppState>,
+    bucket: &str,
+    q: &[(String, String)],
+) -> Result<Response<Body>, ApiError> {
+    let v2 = qget(q, "list-type") == Some("2");
+    let max_keys = match qget(q, "max-keys") {
+        Some(m) => m
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid_argument("max-keys must be a non-negative integer"))?
+            .min(1000),
+        None => 1000,
+    };
+    let url_encoding = match qget(q, "encoding-type") {
+        None => false,
+        Some("url") => true,
+        Some(_) => {
+            return Err(ApiError::invalid_argument(
+                "Invalid Encoding Method specified in Request",
+            ))
+        }
+    };
+    let (version, after) = if v2 {
+        let token = qget(q, "continuation-token").map(str::to_string);
+        let start_after = qget(q, "start-after").map(str::to_string);
+        let after = match &token {
+            Some(t) => Some(s3::decode_token(t).ok_or_else(|| {
+                ApiError::invalid_argument("The continuation token provided is incorrect")
+            })?),
+            None => start_after.clone(),
+        };
+        (
+            ListVersion::V2 {
+                continuation_token: token,
+                start_after,
+            },
+            after,
+        )
+    } else {
+        let marker = qget(q, "marker").map(str::to_string);
+        (
+            ListVersion::V1 {
+                marker: marker.clone(),
+            },
+            marker,
+        )
+    };
+    let params = ListParams {
+        prefix: qget(q, "prefix").unwrap_or("").to_string(),
+        delimiter: qget(q, "delimiter").map(str::to_string),
+        max_keys,
+        after,
+    };
+    let result = s3::list(&state.store, bucket, &params);
+    Ok(xml(
+        StatusCode::OK,
+        s3::list_xml(bucket, &params, &result, &version, url_encoding),
+    ))
+}
+
+async fn object(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+    bucket: &str,
+    key: &str,
+    authn: Authn,
+    q: &[(String, String)],
+) -> Result<Response<Body>, ApiError> {
+    let resource = format!("/{bucket}/{key}");
+    if key.is_empty() {
+        return Err(ApiError::invalid_argument("the object key is empty").with_resource(resource));
+    }
+    let full_key = format!("{bucket}/{key}");
+    crate::store::validate_key(&full_key)
+        .map_err(|e| ApiError::from(e).with_resource(resource.as_str()))?;
+    let multipart = qhas(q, "uploadId") || qhas(q, "uploads") || qhas(q, "partNumber");
+    match *req.method() {
+        Method::GET | Method::HEAD if !multipart => {
+            get_object(state, &req, bucket, key, &resource).await
+        }
+        Method::PUT if !multipart => {
+            if req.headers().contains_key("x-amz-copy-source") {
+                return Err(ApiError::not_implemented("CopyObject"));
+            }
+            put_object(state, req, &full_key, authn).await
+        }
+        Method::DELETE if !multipart => {
+            state.store.delete(&full_key).await?;
+            Ok(status_only(StatusCode::NO_CONTENT))
+        }
+        Method::POST if qhas(q, "uploads") => {
+            crate::multipart::create(state, req.headers(), bucket, key).await
+        }
+        Method::PUT if qhas(q, "uploadId") && qhas(q, "partNumber") => {
+            let part_key = crate::multipart::part_key_for(
+                state,
+                qget(q, "uploadId").unwrap_or(""),
+                qget(q, "partNumber").unwrap_or(""),
+                &full_key,
+            )
+            .await?;
+            put_object(state, req, &part_key, authn).await
+        }
+        Method::POST if qhas(q, "uploadId") => {
+            crate::multipart::complete(state, req, bucket, key, qget(q, "uploadId").unwrap_or(""))
+                .await
+        }
+        Method::DELETE if qhas(q, "uploadId") => {
+            crate::multipart::abort(state, &full_key, qget(q, "uploadId").unwrap_or("")).await
+        }
+        _ if multipart => Err(ApiError::not_implemented("this multipart operation")),
+        _ => Err(method_not_allowed()),
+    }
+}
+
+fn etag_matches(header_value: &str, etag: &str) -> bool {
+    header_value
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag)
+}
+
+async fn get_object(
+    state: &Arc<AppState>,
+    req: &Request<Incoming>,
+    bucket: &str,
+    key: &str,
+    resource: &str,
+) -> Result<Response<Body>, ApiError> {
+    let full_key = format!("{bucket}/{key}");
+    let head = req.method() == Method::HEAD;
+    let mut found = state.store.get(&full_key).await?;
+    if found.is_some() {
+        Metrics::inc(&state.metrics.hits);
+    } else {
+        Metrics::inc(&state.metrics.misses);
+        if let Some(origin) = &state.origin {
+            match origin.fetch(&state.store, bucket, key).await {
+                Ok(true) => found = state.store.get(&full_key).await?,
+                Ok(false) => {}
+                Err(e) => {
+                    Metrics::inc(&state.metrics.origin_errors);
+                    tracing::warn!(key = %full_key, error = %e, "origin fetch failed; answering as a miss");
+                }
+            }
+        }
+    }
+    let Some(obj) = found else {
+        return Err(ApiError::no_such_key(resource));
+    };
+    let meta = &obj.meta;
+    let etag = meta.etag();
+    let h = req.headers();
+    if let Some(v) = h.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        if !etag_matches(v, &etag) {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+            )
+            .with_resource(resource));
+        }
+    }
+    if let Some(v) = h.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        if etag_matches(v, &etag) {
+            let mut r = status_only(StatusCode::NOT_MODIFIED);
+            if let Ok(v) = HeaderValue::from_str(&etag) {
+                r.headers_mut().insert(header::ETAG, v);
+            }
+            return Ok(r);
+        }
+    }
+    let range_header = h.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let range = s3::parse_range(range_header, meta.size);
+    let (status, start, len) = match range {
+        RangeSpec::Full => (StatusCode::OK, 0, meta.size),
+        RangeSpec::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        RangeSpec::Unsatisfiable => {
+            let mut e = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "InvalidRange",
+                "The requested range is not satisfiable",
+            )
+            .with_resource(resource)
+            .into_response(head, "0");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", meta.size)) {
+                e.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(e);
+        }
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&s3::http_date(meta.modified)) {
+        headers.insert(header::LAST_MODIFIED, v);
+    }
+    let ctype = HeaderValue::from_str(&meta.content_type)
+        .unwrap_or_else(|_| HeaderValue::from_static("binary/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, ctype);
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "bytes {}-{}/{}",
+            start,
+            start + len - 1,
+            meta.size
+        )) {
+            headers.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    let body = if head {
+        empty()
+    } else {
+        Metrics::add(&state.metrics.bytes_out, len);
+        match obj.small {
+            Some(b) => {
+                let s = start as usize;
+                full(b.slice(s..s + len as usize))
+            }
+            None => {
+                let stream = obj
+                    .into_stream(start, len)
+                    .map_err(|e| ApiError::internal(format!("seek failed: {e}")))?
+                    .map_ok(Frame::data)
+                    .map_err(|e| Box::new(e) as BoxError);
+                StreamBody::new(stream).boxed_unsync()
+            }
+        }
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    Ok(r)
+}
+
+async fn put_object(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+    full_key: &str,
+    authn: Authn,
+) -> Result<Response<Body>, ApiError> {
+    let h = req.headers();
+    let aws_chunked = h
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("aws-chunked"));
+    let (expected_sha256, chunked) = match authn {
+        Authn::Bearer => (None, None),
+        Authn::SigV4(PayloadHash::Unsigned) => (None, aws_chunked.then_some(None)),
+        Authn::SigV4(PayloadHash::Sha256(d)) => (Some(d), None),
+        Authn::SigV4(PayloadHash::StreamingSigned(s)) => (None, Some(Some(s))),
+        Authn::SigV4(PayloadHash::StreamingUnsigned) => (None, Some(None)),
+        Authn::SigV4(PayloadHash::Streaming(kind)) => {
+            return Err(ApiError::not_implemented(&format!("{kind} uploads")))
+        }
+    };
+    let parse_len = |name: header::HeaderName| -> Result<Option<u64>, ApiError> {
+        match h.get(&name) {
+            Some(v) => Ok(Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| ApiError::invalid_argument(format!("invalid {name}")))?,
+            )),
+            None => Ok(None),
+        }
+    };
+    // With aws-chunked, Content-Length covers the framing; the object's length is
+    // x-amz-decoded-content-length.
+    let expected_len = if chunked.is_some() {
+        parse_len(header::HeaderName::from_static(
+            "x-amz-decoded-content-length",
+        ))?
+    } else {
+        parse_len(header::CONTENT_LENGTH)?
+    };
+    let expected_md5 = match h.get("content-md5") {
+        Some(v) => {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(v.as_bytes())
+                .ok()
+                .and_then(|b| <[u8; 16]>::try_from(b).ok());
+            Some(raw.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidDigest",
+                    "The Content-MD5 you specified was invalid.",
+                )
+            })?)
+        }
+        None => None,
+    };
+    let content_type = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let opts = PutOptions {
+        content_type,
+        expected_len,
+        expected_sha256,
+        expected_md5,
+    };
+    let body = req.into_body().into_data_stream();
+    let stored = match chunked {
+        Some(signing) => {
+            let decoded = crate::chunked::decode(body, signing);
+            state.store.put_stream(full_key, opts, decoded).await
+        }
+        None => state.store.put_stream(full_key, opts, body).await,
+    };
+    let meta = stored.map_err(|e| {
+        tracing::info!(key = %full_key, error = %e, "upload discarded");
+        ApiError::from(e)
+    })?;
+    tracing::debug!(key = %full_key, size = meta.size, "stored");
+    let mut r = status_only(StatusCode::OK);
+    if let Ok(v) = HeaderValue::from_str(&meta.etag()) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags() {
+        assert!(etag_matches("\"abc\"", "\"abc\""));
+        assert!(etag_matches("*", "\"abc\""));
+        assert!(etag_matches("\"x\", W/\"abc\"", "\"abc\""));
+        assert!(!etag_matches("\"x\"", "\"abc\""));
+    }
+}
