@@ -1,1 +1,5 @@
-fn main() {}
+//! `gosling`: GitLab runners as code. All of it lives in [`gosling::cli`].
+
+fn main() -> std::process::ExitCode {
+    gosling::cli::main()
+}
