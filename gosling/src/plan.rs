@@ -114,6 +114,13 @@ fn sha(v: &impl Serialize) -> String {
 }
 
 fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
+    // A schedule is shown as written, not as its expanded fields.
+    if prefix == "schedule" {
+        if let Some(e) = v.get("expression") {
+            out.insert(prefix.to_string(), e.to_string());
+            return;
+        }
+    }
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, v) in m {

@@ -425,8 +425,9 @@ fn ask(
     flag: Option<String>,
     default: &str,
 ) -> Result<String, ScaffoldError> {
+    // Flags are normalised as prompt answers are, so both give the same file (Property 7).
     if let Some(v) = flag {
-        return Ok(v);
+        return Ok(v.trim().to_string());
     }
     match p {
         Some(p) => {
@@ -501,7 +502,7 @@ pub fn egg_answers(
         None,
     )?;
     let gitlab_url = match flags.gitlab_url {
-        Some(u) => Some(u),
+        Some(u) => Some(u.trim().to_string()),
         None => {
             let u = ask(p, "GitLab URL", None, "https://gitlab.com")?;
             (u != "https://gitlab.com").then_some(u)
@@ -518,7 +519,7 @@ pub fn egg_answers(
     )?;
     check_text("token secret", &token_secret)?;
     let tags = match flags.tags {
-        Some(t) => t,
+        Some(t) => split_tags(&t.join(",")),
         None => split_tags(&ask(p, "Job tags (comma-separated)", None, "docker")?),
     };
     for t in &tags {

@@ -408,3 +408,79 @@ fn settings_come_from_flags_env_and_config_file() {
         text(&bad.stderr)
     );
 }
+
+#[test]
+fn deploy_registers_webhooks_through_the_binary() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/api/v4/projects/4242/hooks"))
+            .and(header("PRIVATE-TOKEN", "glpat-e2e"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([])))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/v4/projects/4242/hooks"))
+            .and(header("PRIVATE-TOKEN", "glpat-e2e"))
+            .respond_with(
+                ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 1, "url": "x"})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        server
+    });
+    let env = Env::new();
+    std::fs::create_dir_all(env.nest().join("Eggs")).unwrap();
+    env.ok(&[
+        "add",
+        "egg",
+        "hooked",
+        "--project-id",
+        "4242",
+        "--gitlab-url",
+        &server.uri(),
+        "--no-input",
+    ]);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gosling"));
+    let out = cmd
+        .args(["deploy", "--webhook-url", "https://mg.example.com/hook"])
+        .current_dir(env.nest())
+        .env("HOME", env.dir.path().join("home"))
+        .env("XDG_CONFIG_HOME", env.dir.path().join("home/.config"))
+        .env("GOSLING_GITLAB_TOKEN", "glpat-e2e")
+        .env_remove("GOSLING_STATE_KEY")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("+ webhook on project 4242"), "{stdout}");
+    assert!(!stdout.contains("skipped"), "{stdout}");
+    // No key was configured: one is created outside the Nest, readable by its owner only.
+    let key = env.dir.path().join("home/.config/gosling/state.key");
+    assert!(key.is_file(), "{stderr}");
+    assert!(
+        stderr.contains("created the state encryption key"),
+        "{stderr}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    assert!(!stdout.contains("glpat-e2e") && !stderr.contains("glpat-e2e"));
+    let reqs = rt.block_on(server.received_requests()).unwrap();
+    assert_eq!(
+        reqs.iter().filter(|r| r.method.as_str() == "POST").count(),
+        1
+    );
+}
