@@ -236,7 +236,9 @@ struct Ui {
 
 impl Ui {
     fn new(quiet: bool) -> Ui {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+        // Progress only when a person watches; piped output stays quiet and parseable.
+        let watched = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+        let bar = (!quiet && watched).then(|| {
             let b = indicatif::ProgressBar::new_spinner();
             b.enable_steady_tick(std::time::Duration::from_millis(100));
             b
@@ -318,7 +320,7 @@ fn settings(
 }
 
 fn init(path: &Path) -> Result<ExitCode> {
-    let done = scaffold::init(path).map_err(|e| miette!("{e}"))?;
+    let done = scaffold::init(path).map_err(scaffold_err)?;
     let shown = path.display();
     for d in &done {
         match d {
@@ -422,8 +424,32 @@ fn scaffold_err(e: ScaffoldError) -> miette::Report {
             help = "`gosling status` and the Nest's files show the names in use",
             "{e}"
         ),
+        ScaffoldError::Io { .. } => miette!(help = "check that you may write there", "{e}"),
         _ => miette!("{e}"),
     }
+}
+
+fn deploy_err(e: deploy::DeployError) -> miette::Report {
+    use deploy::DeployError as E;
+    use gosling_state::StateError as S;
+    let help = match &e {
+        E::State(S::Io { .. }) | E::State(S::Sqlite { .. }) => {
+            "check that you may write the store's folder, or choose another store with --state"
+        }
+        E::State(S::Remote { .. }) => {
+            "check the store URL, the network and the AWS credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE)"
+        }
+        E::State(S::Crypto(_)) => {
+            "set GOSLING_STATE_KEY or GOSLING_STATE_KEY_FILE to the key the secrets were stored with"
+        }
+        E::State(S::Conflict { .. }) => "someone else changed the state at the same time: run the command again",
+        E::GitLab(_) | E::Failed { .. } => {
+            "fix the cause and run `gosling deploy` again; `gosling status` shows the history"
+        }
+        E::Stored { .. } => "the object store lost or changed this deployment's IR; deploy again from the Nest",
+        _ => "`gosling status` shows the deployments",
+    };
+    miette!(help = help, "{e}")
 }
 
 fn validate(nest_flag: Option<&Path>, format: report::Format) -> Result<ExitCode> {
@@ -517,7 +543,7 @@ async fn deploy_cmd(
     let ctx = context(root, s, &*store, &*objects, &progress, &note);
     let outcome = deploy::deploy(&ctx, ir, dry_run).await;
     ui.done();
-    let outcome = outcome.map_err(|e| miette!("{e}"))?;
+    let outcome = outcome.map_err(deploy_err)?;
     let print_plan = |p: &plan::Plan, to: Option<u64>| {
         if json {
             println!("{}", serde_json::to_string_pretty(p).unwrap_or_default());
@@ -565,7 +591,7 @@ async fn rollback_cmd(root: &Path, s: &Settings, to: Option<u64>, quiet: bool) -
     let ctx = context(root, s, &*store, &*objects, &progress, &note);
     let out = deploy::rollback(&ctx, to).await;
     ui.done();
-    let out = out.map_err(|e| miette!("{e}"))?;
+    let out = out.map_err(deploy_err)?;
     print!("{}", plan::render(&out.plan, Some(out.to)));
     println!(
         "\nRolled back: v{} is current again (v{} is marked rolled_back).",
@@ -578,7 +604,7 @@ async fn status_cmd(s: &Settings, output: OutputFormat) -> Result<ExitCode> {
     let (store, _objects) = open(s, true).await?;
     let st = deploy::status(&*store, chrono::Utc::now())
         .await
-        .map_err(|e| miette!("{e}"))?;
+        .map_err(deploy_err)?;
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&st).into_diagnostic()?),
         OutputFormat::Table => print!("{}", render_status(&st, &store.describe())),

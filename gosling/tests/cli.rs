@@ -484,3 +484,75 @@ fn deploy_registers_webhooks_through_the_binary() {
         1
     );
 }
+
+#[path = "../../backends/state/tests/support/mod.rs"]
+mod support;
+
+#[test]
+fn deploy_status_rollback_on_dynamodb_and_s3() {
+    let moto = support::Moto::start();
+    let state = format!(
+        "dynamodb://gosling?endpoint={}&region=us-east-1",
+        moto.endpoint
+    );
+    let objects = format!(
+        "s3://gosling-objects/nest?endpoint={}&region=us-east-1",
+        moto.endpoint
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let opts = gosling_state::OpenOptions {
+            read_only: false,
+            credentials: Some(support::Moto::credentials()),
+        };
+        let s3 = gosling_state::open_s3(&objects, &opts)
+            .await
+            .unwrap()
+            .unwrap();
+        s3.create_bucket().await.unwrap();
+    });
+    let env = Env::new();
+    env.init();
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gosling"));
+        let out = cmd
+            .args(["--state", &state, "--objects", &objects])
+            .args(args)
+            .current_dir(env.nest())
+            .env("HOME", env.dir.path().join("home"))
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gosling {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    assert!(run(&["deploy", "--dry-run"]).contains("Plan: 3 to add"));
+    assert!(run(&["deploy"]).contains("Applied deployment v1"));
+    env.ok(&["add", "egg", "second", "--project-id", "9", "--no-input"]);
+    assert!(run(&["deploy"]).contains("Applied deployment v2: 1 added"));
+    let status = run(&["status"]);
+    assert!(
+        status.starts_with("Deployment v2") && status.contains("second"),
+        "{status}"
+    );
+    assert!(run(&["rollback"]).contains("v1 is current again"));
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["status", "--output", "json"])).unwrap();
+    assert_eq!(json["deployment"]["version"], 1);
+    assert_eq!(json["eggs"].as_array().unwrap().len(), 1);
+    assert!(
+        !env.nest().join(".gosling").exists(),
+        "nothing local with remote stores"
+    );
+}
