@@ -389,3 +389,49 @@ async fn code_actions_and_outline() {
         .await;
     assert_eq!(ws[0]["name"], "app");
 }
+
+/// Every feature's response on one Nest, as snapshots (the exact JSON an editor receives).
+#[tokio::test]
+async fn responses_snapshot() {
+    let mut c = Client::start(&[("vars.fly", VARS), ("Eggs/app.fly", EGG)], false).await;
+    let diagnostics = c.diagnostics().await;
+    let app = c.uri("Eggs/app.fly");
+    let doc = json!({ "textDocument": { "uri": app } });
+    let mut all = serde_json::Map::new();
+    all.insert(
+        "diagnostics".into(),
+        json!(diagnostics.values().collect::<Vec<_>>()),
+    );
+    all.insert(
+        "documentSymbol".into(),
+        c.request("textDocument/documentSymbol", doc.clone()).await,
+    );
+    all.insert(
+        "foldingRange".into(),
+        c.request("textDocument/foldingRange", doc.clone()).await,
+    );
+    all.insert(
+        "semanticTokens".into(),
+        c.request("textDocument/semanticTokens/full", doc.clone())
+            .await,
+    );
+    all.insert(
+        "completionInResources".into(),
+        c.request("textDocument/completion", c.pos("Eggs/app.fly", 10, 0))
+            .await,
+    );
+    all.insert("inlayHint".into(), c.request("textDocument/inlayHint", json!({ "textDocument": { "uri": app }, "range": { "start": {"line": 0, "character": 0}, "end": {"line": 30, "character": 0} } })).await);
+    all.insert(
+        "prepareRename".into(),
+        c.request("textDocument/prepareRename", c.pos("Eggs/app.fly", 5, 24))
+            .await,
+    );
+    all.insert(
+        "workspaceSymbol".into(),
+        c.request("workspace/symbol", json!({ "query": "" })).await,
+    );
+    // Paths in URIs differ per run: keep only the file names.
+    let text = serde_json::to_string_pretty(&Value::Object(all)).unwrap();
+    let root = fly_lsp::world::file_uri(c.dir.path());
+    insta::assert_snapshot!("responses", text.replace(&root, "file://NEST"));
+}

@@ -1,0 +1,258 @@
+//! Choosing an adapter by URL.
+
+use crate::dynamo::DynamoStore;
+use crate::error::{Result, StateError};
+use crate::objects::{LocalObjects, ObjectStore, S3Objects};
+use crate::sqlite::SqliteStore;
+use crate::store::StateStore;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Static AWS-style credentials (tests, S3-compatible services); without them the AWS
+/// default chain is used (environment, profile, instance role).
+#[derive(Clone)]
+pub struct AwsCredentials {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AwsCredentials({}, [redacted])", self.access_key_id)
+    }
+}
+
+/// How to open a store.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Open for reading only: nothing is created or written anywhere (dry runs).
+    pub read_only: bool,
+    /// Credentials for `dynamodb://` and `s3://`.
+    pub credentials: Option<AwsCredentials>,
+}
+
+struct Parsed<'a> {
+    scheme: Option<&'a str>,
+    rest: &'a str,
+    query: HashMap<String, String>,
+}
+
+fn parse(url: &str) -> Parsed<'_> {
+    let (scheme, after) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
+    };
+    let (rest, query) = match (scheme, after.split_once('?')) {
+        (Some(_), Some((r, q))) => (
+            r,
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect(),
+        ),
+        _ => (after, HashMap::new()),
+    };
+    Parsed {
+        scheme,
+        rest,
+        query,
+    }
+}
+
+fn unknown_params(url: &str, p: &Parsed<'_>, known: &[&str]) -> Result<()> {
+    if let Some(k) = p.query.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(StateError::BadUrl {
+            url: url.into(),
+            reason: format!("unknown parameter `{k}` (known: {})", known.join(", ")),
+        });
+    }
+    Ok(())
+}
+
+/// The shared AWS SDK configuration: region, endpoint override, credentials, and the
+/// standard retry mode (exponential backoff with jitter, 5 attempts) for transient errors.
+pub async fn aws_config(
+    endpoint: Option<&str>,
+    region: Option<&str>,
+    credentials: Option<&AwsCredentials>,
+) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5));
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r.to_string()));
+    }
+    if let Some(c) = credentials {
+        loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            c.access_key_id.clone(),
+            c.secret_access_key.clone(),
+            None,
+            None,
+            "gosling-static",
+        ));
+    }
+    if let Some(ep) = endpoint {
+        loader = loader.endpoint_url(ep);
+    }
+    loader.load().await
+}
+
+/// Opens the state store a URL names:
+///
+/// - `sqlite://PATH` or a plain path: the embedded store (created unless read-only);
+/// - `dynamodb://PREFIX?region=R&endpoint=URL&max_tx=N&create_tables=false`: DynamoDB, or the
+///   YDB Document API (`endpoint=https://docapi.serverless.yandexcloud.net/ru-central1/…`,
+///   `max_tx=25`); missing tables are created unless `create_tables=false` or read-only;
+/// - `ydb://…`: not built in (see [`StateError::NotBuiltIn`]).
+pub async fn open_state(url: &str, opts: &OpenOptions) -> Result<Box<dyn StateStore>> {
+    let p = parse(url);
+    match p.scheme {
+        None | Some("sqlite") => {
+            if p.rest.is_empty() {
+                return Err(StateError::BadUrl {
+                    url: url.into(),
+                    reason: "no database path".into(),
+                });
+            }
+            Ok(Box::new(SqliteStore::open(
+                Path::new(p.rest),
+                opts.read_only,
+            )?))
+        }
+        Some("dynamodb") => {
+            unknown_params(url, &p, &["endpoint", "region", "max_tx", "create_tables"])?;
+            let max_tx = match p.query.get("max_tx") {
+                Some(n) => n.parse::<usize>().map_err(|_| StateError::BadUrl {
+                    url: url.into(),
+                    reason: "`max_tx` must be a number".into(),
+                })?,
+                None => 100,
+            };
+            let endpoint = p.query.get("endpoint").cloned();
+            let conf = aws_config(
+                endpoint.as_deref(),
+                p.query.get("region").map(String::as_str),
+                opts.credentials.as_ref(),
+            )
+            .await;
+            let client = aws_sdk_dynamodb::Client::new(&conf);
+            let store = DynamoStore::new(
+                client,
+                p.rest.trim_end_matches('/'),
+                endpoint,
+                opts.read_only,
+                max_tx,
+            );
+            let create = p.query.get("create_tables").map(String::as_str) != Some("false");
+            if create && !opts.read_only {
+                store.ensure_tables().await?;
+            }
+            Ok(Box::new(store))
+        }
+        Some("ydb") => Err(StateError::NotBuiltIn(
+            "`ydb://` (the native YDB protocol) is not built into this gosling: use YDB's \
+             DynamoDB-compatible Document API instead, e.g. `dynamodb://gosling?endpoint=\
+             https://docapi.serverless.yandexcloud.net/ru-central1/FOLDER/DATABASE&region=\
+             ru-central1&max_tx=25`"
+                .into(),
+        )),
+        Some(other) => Err(StateError::BadUrl {
+            url: url.into(),
+            reason: format!(
+                "unknown scheme `{other}://` (use sqlite://PATH, dynamodb://PREFIX or ydb://…)"
+            ),
+        }),
+    }
+}
+
+/// Opens the object store a URL names:
+///
+/// - `file://PATH` or a plain path: a local directory;
+/// - `s3://BUCKET/PREFIX?region=R&endpoint=URL`: S3 (AWS, Yandex Object Storage at
+///   `endpoint=https://storage.yandexcloud.net`, or any S3-compatible service); with an
+///   endpoint, path-style addressing is used.
+pub async fn open_objects(url: &str, opts: &OpenOptions) -> Result<Box<dyn ObjectStore>> {
+    Ok(match open_s3(url, opts).await? {
+        Some(s3) => Box::new(s3),
+        None => {
+            let p = parse(url);
+            if p.rest.is_empty() {
+                return Err(StateError::BadUrl {
+                    url: url.into(),
+                    reason: "no directory".into(),
+                });
+            }
+            Box::new(LocalObjects::new(Path::new(p.rest), opts.read_only))
+        }
+    })
+}
+
+/// The S3 adapter for an `s3://` URL (`None` for other URLs).
+pub async fn open_s3(url: &str, opts: &OpenOptions) -> Result<Option<S3Objects>> {
+    let p = parse(url);
+    match p.scheme {
+        None | Some("file") => Ok(None),
+        Some("s3") => {
+            unknown_params(url, &p, &["endpoint", "region"])?;
+            let (bucket, prefix) = p.rest.split_once('/').unwrap_or((p.rest, ""));
+            if bucket.is_empty() {
+                return Err(StateError::BadUrl {
+                    url: url.into(),
+                    reason: "no bucket".into(),
+                });
+            }
+            let endpoint = p.query.get("endpoint").map(String::as_str);
+            let conf = aws_config(
+                endpoint,
+                p.query.get("region").map(String::as_str),
+                opts.credentials.as_ref(),
+            )
+            .await;
+            let s3conf = aws_sdk_s3::config::Builder::from(&conf)
+                .force_path_style(endpoint.is_some())
+                .build();
+            Ok(Some(S3Objects::new(
+                aws_sdk_s3::Client::from_conf(s3conf),
+                bucket,
+                prefix,
+                opts.read_only,
+            )))
+        }
+        Some(other) => Err(StateError::BadUrl {
+            url: url.into(),
+            reason: format!("unknown scheme `{other}://` (use file://PATH or s3://BUCKET/PREFIX)"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn urls() {
+        let e = open_state(
+            "ydb://grpcs://ydb.serverless.yandexcloud.net:2135/db",
+            &OpenOptions::default(),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("not built into"), "{e}");
+        let e = open_state("redis://x", &OpenOptions::default())
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("unknown scheme"), "{e}");
+        let e = open_state("dynamodb://p?bogus=1", &OpenOptions::default())
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("unknown parameter `bogus`"), "{e}");
+        let p = parse("s3://bucket/a/b?endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=us-east-1");
+        assert_eq!(p.rest, "bucket/a/b");
+        assert_eq!(p.query["endpoint"], "http://127.0.0.1:9000");
+        assert_eq!(parse("/tmp/x.db").rest, "/tmp/x.db");
+        assert_eq!(parse("sqlite:///tmp/x.db").rest, "/tmp/x.db");
+    }
+}
