@@ -452,15 +452,7 @@ impl<'a> Printer<'a> {
             ind + 1,
             true,
         );
-        out.push('[');
-        for t in &open_trailing {
-            out.push(' ');
-            out.push_str(t);
-        }
-        out.push('\n');
-        self.layout(&mut units, ind + 1, out);
-        out.push_str(&INDENT.repeat(ind));
-        out.push(']');
+        self.delimited(('[', ']'), &open_trailing, &mut units, ind, out);
     }
 
     fn map(&mut self, m: &Map, ind: usize, out: &mut String) {
@@ -500,15 +492,28 @@ impl<'a> Printer<'a> {
             ind + 1,
             true,
         );
-        out.push('{');
-        for t in &open_trailing {
+        self.delimited(('{', '}'), &open_trailing, &mut units, ind, out);
+    }
+
+    /// A multi-line list or map: the opener with its trailing comments, one unit per line
+    /// one level deeper, the closer at the parent's indentation.
+    fn delimited(
+        &self,
+        (open, close): (char, char),
+        open_trailing: &[String],
+        units: &mut [Unit],
+        ind: usize,
+        out: &mut String,
+    ) {
+        out.push(open);
+        for t in open_trailing {
             out.push(' ');
             out.push_str(t);
         }
         out.push('\n');
-        self.layout(&mut units, ind + 1, out);
+        self.layout(units, ind + 1, out);
         out.push_str(&INDENT.repeat(ind));
-        out.push('}');
+        out.push(close);
     }
 
     fn map_key(&mut self, key: &MapKey, out: &mut String) {

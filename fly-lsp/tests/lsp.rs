@@ -65,7 +65,11 @@ impl Client {
         fly_lsp::world::file_uri(&self.dir.path().join(name))
     }
 
-    async fn request(&mut self, method: &'static str, params: Value) -> Value {
+    async fn call(
+        &mut self,
+        method: &'static str,
+        params: Value,
+    ) -> std::result::Result<Value, tower_lsp_server::jsonrpc::Error> {
         self.next_id += 1;
         let req = Request::build(method)
             .params(params)
@@ -80,27 +84,21 @@ impl Client {
             .await
             .unwrap()
             .expect("a response");
-        let (_, result) = resp.into_parts();
-        result.unwrap_or_else(|e| panic!("{method} failed: {e:?}"))
+        resp.into_parts().1
+    }
+
+    async fn request(&mut self, method: &'static str, params: Value) -> Value {
+        self.call(method, params)
+            .await
+            .unwrap_or_else(|e| panic!("{method} failed: {e:?}"))
     }
 
     async fn request_err(&mut self, method: &'static str, params: Value) -> String {
-        self.next_id += 1;
-        let req = Request::build(method)
-            .params(params)
-            .id(self.next_id)
-            .finish();
-        let resp = self
-            .service
-            .ready()
+        self.call(method, params)
             .await
-            .unwrap()
-            .call(req)
-            .await
-            .unwrap()
-            .expect("a response");
-        let (_, result) = resp.into_parts();
-        result.expect_err("an error").message.to_string()
+            .expect_err("an error")
+            .message
+            .to_string()
     }
 
     async fn notify(&mut self, method: &'static str, params: Value) {
