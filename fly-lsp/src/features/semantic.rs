@@ -81,10 +81,20 @@ pub fn tokens(world: &World, id: usize) -> Vec<SemanticToken> {
         raw.push((c.span, 4));
     }
     raw.sort_by_key(|(s, _)| s.start);
-    // LSP tokens are single-line: split multi-line spans (heredocs, block comments).
+    // LSP tokens are single-line and may not overlap: split multi-line spans (heredocs,
+    // block comments) and clip a span that starts inside the previous one (possible in
+    // broken text, e.g. a line comment inside an unclosed interpolation).
     let mut out = Vec::new();
     let (mut prev_line, mut prev_col) = (0u32, 0u32);
+    let mut last_end = 0usize;
     for (span, ty) in raw {
+        let start = (span.start as usize).max(last_end);
+        let end = (span.end as usize).min(doc.text.len());
+        if start >= end || !doc.text.is_char_boundary(start) || !doc.text.is_char_boundary(end) {
+            continue;
+        }
+        last_end = end;
+        let span = Span::new(start, end);
         let text = &doc.text[span.range()];
         let mut start = span.start as usize;
         for piece in text.split('\n') {
@@ -92,16 +102,16 @@ pub fn tokens(world: &World, id: usize) -> Vec<SemanticToken> {
             if !len.is_empty() {
                 let pos = doc.position(start, world.encoding);
                 let end = doc.position(start + len.len(), world.encoding);
-                let delta_line = pos.line - prev_line;
+                let delta_line = pos.line.saturating_sub(prev_line);
                 let delta_start = if delta_line == 0 {
-                    pos.col - prev_col
+                    pos.col.saturating_sub(prev_col)
                 } else {
                     pos.col
                 };
                 out.push(SemanticToken {
                     delta_line,
                     delta_start,
-                    length: end.col - pos.col,
+                    length: end.col.saturating_sub(pos.col),
                     token_type: ty,
                     token_modifiers_bitset: 0,
                 });
