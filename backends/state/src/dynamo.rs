@@ -30,6 +30,25 @@ type Cond = (String, HashMap<String, String>, AttrMap);
 /// A page of items, or the error code and error.
 type Page = std::result::Result<Vec<AttrMap>, (Option<String>, StateError)>;
 
+/// Drains a Scan or Query paginator into pages, stopping at the first error (kept with
+/// its error code, so `read_pages` can tell a missing table from a failure).
+macro_rules! collect_pages {
+    ($pages:expr, $what:expr) => {{
+        let mut pages = $pages;
+        let mut collected: Vec<Page> = Vec::new();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(p) => collected.push(Ok(p.items.unwrap_or_default())),
+                Err(e) => {
+                    collected.push(Err((e.code().map(str::to_string), remote($what, e))));
+                    break;
+                }
+            }
+        }
+        collected
+    }};
+}
+
 /// A state store on DynamoDB (or the YDB Document API).
 #[derive(Debug)]
 pub struct DynamoStore {
@@ -259,13 +278,7 @@ impl DynamoStore {
         }
     }
 
-    async fn read_pages(
-        &self,
-        table: Table,
-        operation: &str,
-        pages: Vec<Page>,
-    ) -> Result<Vec<Item>> {
-        let _ = operation;
+    async fn read_pages(&self, table: Table, pages: Vec<Page>) -> Result<Vec<Item>> {
         let mut out = Vec::new();
         for page in pages {
             match page {
@@ -403,32 +416,20 @@ impl StateStore for DynamoStore {
 
     async fn scan(&self, table: Table) -> Result<Vec<Item>> {
         let name = self.table_name(table);
-        let mut pages = self
+        let pages = self
             .client
             .scan()
             .table_name(&name)
             .consistent_read(true)
             .into_paginator()
             .send();
-        let mut collected = Vec::new();
-        while let Some(page) = pages.next().await {
-            match page {
-                Ok(p) => collected.push(Ok(p.items.unwrap_or_default())),
-                Err(e) => {
-                    collected.push(Err((
-                        e.code().map(str::to_string),
-                        remote(format!("Scan {name}"), e),
-                    )));
-                    break;
-                }
-            }
-        }
-        self.read_pages(table, "Scan", collected).await
+        let collected = collect_pages!(pages, format!("Scan {name}"));
+        self.read_pages(table, collected).await
     }
 
     async fn query(&self, table: Table, pk: &str) -> Result<Vec<Item>> {
         let name = self.table_name(table);
-        let mut pages = self
+        let pages = self
             .client
             .query()
             .table_name(&name)
@@ -438,20 +439,8 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
             .into_paginator()
             .send();
-        let mut collected = Vec::new();
-        while let Some(page) = pages.next().await {
-            match page {
-                Ok(p) => collected.push(Ok(p.items.unwrap_or_default())),
-                Err(e) => {
-                    collected.push(Err((
-                        e.code().map(str::to_string),
-                        remote(format!("Query {name}"), e),
-                    )));
-                    break;
-                }
-            }
-        }
-        self.read_pages(table, "Query", collected).await
+        let collected = collect_pages!(pages, format!("Query {name}"));
+        self.read_pages(table, collected).await
     }
 
     async fn query_index(&self, table: Table, attr: &str, value: &str) -> Result<Vec<Item>> {
@@ -461,7 +450,7 @@ impl StateStore for DynamoStore {
             )));
         }
         let name = self.table_name(table);
-        let mut pages = self
+        let pages = self
             .client
             .query()
             .table_name(&name)
@@ -471,20 +460,8 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":v", AttributeValue::S(value.to_string()))
             .into_paginator()
             .send();
-        let mut collected = Vec::new();
-        while let Some(page) = pages.next().await {
-            match page {
-                Ok(p) => collected.push(Ok(p.items.unwrap_or_default())),
-                Err(e) => {
-                    collected.push(Err((
-                        e.code().map(str::to_string),
-                        remote(format!("Query {name} {attr}-index"), e),
-                    )));
-                    break;
-                }
-            }
-        }
-        self.read_pages(table, "Query", collected).await
+        let collected = collect_pages!(pages, format!("Query {name} {attr}-index"));
+        self.read_pages(table, collected).await
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<()> {
