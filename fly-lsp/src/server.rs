@@ -14,6 +14,9 @@ use tower_lsp_server::jsonrpc::{Error, Result};
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
+/// Diagnostics to publish: document, diagnostics, buffer version.
+type Publish = (Uri, Vec<Diagnostic>, Option<i32>);
+
 /// The Fly language server.
 pub struct Backend {
     client: Client,
@@ -50,27 +53,37 @@ impl Backend {
 
     /// Re-checks the Nest and publishes the diagnostics that changed.
     async fn refresh(&self) {
-        let updates: Vec<(Uri, Vec<Diagnostic>, Option<i32>)> = {
+        let updates: Option<Vec<Publish>> = {
             let mut world = self.world();
             let ok = catch_unwind(AssertUnwindSafe(|| world.reanalyze())).is_ok();
             if !ok {
-                return;
-            }
-            let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
-            let mut out = Vec::new();
-            for id in 0..world.docs.len() {
-                let diags = catch_unwind(AssertUnwindSafe(|| diagnostics::of(&world, id)))
-                    .unwrap_or_default();
-                let doc = &world.docs[id];
-                if published.get(&doc.uri) == Some(&diags) {
-                    continue;
+                None
+            } else {
+                let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+                let mut out = Vec::new();
+                for id in 0..world.docs.len() {
+                    let diags = catch_unwind(AssertUnwindSafe(|| diagnostics::of(&world, id)))
+                        .unwrap_or_default();
+                    let doc = &world.docs[id];
+                    if published.get(&doc.uri) == Some(&diags) {
+                        continue;
+                    }
+                    published.insert(doc.uri.clone(), diags.clone());
+                    if let Ok(uri) = doc.uri.parse() {
+                        out.push((uri, diags, doc.version));
+                    }
                 }
-                published.insert(doc.uri.clone(), diags.clone());
-                if let Ok(uri) = doc.uri.parse() {
-                    out.push((uri, diags, doc.version));
-                }
+                Some(out)
             }
-            out
+        };
+        let Some(updates) = updates else {
+            self.client
+                .log_message(
+                    MessageType::ERROR,
+                    "fly: checking the Nest failed (internal error); diagnostics are stale",
+                )
+                .await;
+            return;
         };
         for (uri, diags, version) in updates {
             self.client.publish_diagnostics(uri, diags, version).await;
@@ -94,7 +107,7 @@ impl LanguageServer for Backend {
             .map(|f| f.uri.clone())
             .or(params.root_uri.clone())
             .and_then(|u| uri_path(u.as_str()));
-        {
+        let indexed = {
             let mut world = self.world();
             *world = World::new(
                 root,
@@ -104,7 +117,13 @@ impl LanguageServer for Backend {
                     Encoding::Utf16
                 },
             );
-            world.index_root();
+            world.index_root()
+        };
+        if let Err(e) = indexed {
+            // The open buffers still work; say why the rest of the Nest is missing.
+            self.client
+                .log_message(MessageType::WARNING, format!("fly: {e}"))
+                .await;
         }
         Ok(InitializeResult {
             server_info: Some(ServerInfo {

@@ -103,20 +103,19 @@ impl World {
         }
     }
 
-    /// Reads every `*.fly` file under the root.
-    pub fn index_root(&mut self) {
+    /// Reads every `*.fly` file under the root (nothing to read without a root).
+    pub fn index_root(&mut self) -> Result<(), fly_types::LoadError> {
         let Some(root) = self.root.clone() else {
-            return;
+            return Ok(());
         };
-        let Ok(files) = fly_types::load_nest(&root) else {
-            return;
-        };
+        let files = fly_types::load_nest(&root)?;
         for f in files {
             let uri = file_uri(&root.join(&f.path));
             if !self.by_uri.contains_key(&uri) {
                 self.insert(Doc::new(uri, f.path, f.text, None));
             }
         }
+        Ok(())
     }
 
     fn insert(&mut self, doc: Doc) -> usize {

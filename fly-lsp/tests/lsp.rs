@@ -137,6 +137,16 @@ impl Client {
     }
 }
 
+/// The `label` of every element of a JSON array (completion items, inlay hints).
+fn labels_of(items: &Value) -> Vec<&str> {
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["label"].as_str().unwrap())
+        .collect()
+}
+
 fn codes(diags: &Value) -> Vec<String> {
     diags
         .as_array()
@@ -245,12 +255,7 @@ async fn hover_completion_and_inlay_hints() {
     let items = c
         .request("textDocument/completion", c.pos("Eggs/app.fly", 14, 0))
         .await;
-    let labels: Vec<&str> = items
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["label"].as_str().unwrap())
-        .collect();
+    let labels = labels_of(&items);
     assert!(
         labels.contains(&"concurrent") && labels.contains(&"tags"),
         "{labels:?}"
@@ -262,12 +267,7 @@ async fn hover_completion_and_inlay_hints() {
     let items = c
         .request("textDocument/completion", c.pos("Eggs/app.fly", 1, 9))
         .await;
-    let labels: Vec<&str> = items
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["label"].as_str().unwrap())
-        .collect();
+    let labels = labels_of(&items);
     assert_eq!(labels, ["\"vm\"", "\"serverless\""]);
     // Variables inside `${vars.`.
     c.open(
@@ -278,21 +278,11 @@ async fn hover_completion_and_inlay_hints() {
     let items = c
         .request("textDocument/completion", c.pos("Eggs/app.fly", 5, 24))
         .await;
-    let labels: Vec<&str> = items
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["label"].as_str().unwrap())
-        .collect();
+    let labels = labels_of(&items);
     assert_eq!(labels, ["cpu", "region"]);
     c.open("Eggs/app.fly", EGG).await;
     let hints = c.request("textDocument/inlayHint", json!({ "textDocument": { "uri": c.uri("Eggs/app.fly") }, "range": { "start": {"line": 0, "character": 0}, "end": {"line": 30, "character": 0} } })).await;
-    let labels: Vec<&str> = hints
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["label"].as_str().unwrap())
-        .collect();
+    let labels = labels_of(&hints);
     assert_eq!(labels, ["= \"ru-central1-a\"", "= 4", "= 600s"]);
 }
 
