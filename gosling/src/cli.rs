@@ -35,7 +35,7 @@ struct Cli {
     /// Config file [default: ~/.config/gosling/config.toml].
     #[arg(long, global = true, env = "GOSLING_CONFIG")]
     config: Option<PathBuf>,
-    /// State store: sqlite://PATH, dynamodb://PREFIX?region=…&endpoint=… [default: sqlite://NEST/.gosling/state.db].
+    /// State store: sqlite://PATH, dynamodb://PREFIX?region=…&endpoint=…, ydb://HOST[:PORT]/DATABASE?prefix=… [default: sqlite://NEST/.gosling/state.db].
     #[arg(long, global = true, env = "GOSLING_STATE")]
     state: Option<String>,
     /// Object store: a directory or s3://BUCKET/PREFIX?region=…&endpoint=… [default: NEST/.gosling/objects].

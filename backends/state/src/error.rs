@@ -55,7 +55,7 @@ pub enum StateError {
     /// A remote store (DynamoDB, YDB, S3) failed after retries.
     #[error("{service} {operation} failed: {message}")]
     Remote {
-        /// `DynamoDB` or `S3`.
+        /// `DynamoDB`, `YDB` or `S3`.
         service: &'static str,
         /// The API operation (`TransactWriteItems`, `PutObject`, …) and its target.
         operation: String,

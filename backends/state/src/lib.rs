@@ -10,8 +10,9 @@
 //!   store.
 //!
 //! Adapters are chosen by URL ([`open_state`], [`open_objects`]): the embedded SQLite store
-//! and a local directory by default, `dynamodb://` (AWS DynamoDB or the YDB Document API)
-//! and `s3://` (AWS S3, Yandex Object Storage).
+//! and a local directory by default, `dynamodb://` (AWS DynamoDB or the YDB Document API),
+//! `ydb://` (native YDB, the default `ydb` feature) and `s3://` (AWS S3, Yandex Object
+//! Storage).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -33,6 +34,8 @@
 //! # });
 //! ```
 #![warn(missing_docs)]
+// The ydb crate's query futures nest deeper than the default limit allows (see its lib.rs).
+#![recursion_limit = "256"]
 
 mod crypto;
 mod dynamo;
@@ -42,6 +45,8 @@ mod objects;
 mod open;
 mod sqlite;
 mod store;
+#[cfg(feature = "ydb")]
+pub mod ydb_store;
 
 pub use crypto::{Cipher, KeySource, Sealed, SecretString, KEY_ENV, KEY_FILE_ENV};
 pub use dynamo::{from_attr, to_attr, DynamoStore};
@@ -56,3 +61,5 @@ pub use sqlite::SqliteStore;
 pub use store::{
     key_of, show_key, ApplyDeployment, ApplyStats, Doc, Expect, Item, StateStore, Write,
 };
+#[cfg(feature = "ydb")]
+pub use ydb_store::YdbStore;

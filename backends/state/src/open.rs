@@ -103,7 +103,9 @@ pub async fn aws_config(
 /// - `dynamodb://PREFIX?region=R&endpoint=URL&max_tx=N&create_tables=false`: DynamoDB, or the
 ///   YDB Document API (`endpoint=https://docapi.serverless.yandexcloud.net/ru-central1/…`,
 ///   `max_tx=25`); missing tables are created unless `create_tables=false` or read-only;
-/// - `ydb://…`: not built in (see [`StateError::NotBuiltIn`]).
+/// - `ydb://HOST[:PORT]/DATABASE?secure=false&prefix=P&timeout=SECONDS&create_tables=false&
+///   ca_certificate=FILE`: native YDB (see [`crate::ydb_store::YdbUrl`]); credentials from the
+///   YDB SDKs' environment variables ([`crate::ydb_store::Auth::from_env`]).
 pub async fn open_state(url: &str, opts: &OpenOptions) -> Result<Box<dyn StateStore>> {
     let p = parse(url);
     match p.scheme {
@@ -149,17 +151,32 @@ pub async fn open_state(url: &str, opts: &OpenOptions) -> Result<Box<dyn StateSt
             }
             Ok(Box::new(store))
         }
+        #[cfg(feature = "ydb")]
+        Some("ydb") => {
+            use crate::ydb_store::{Auth, YdbStore, YdbUrl, URL_PARAMS};
+            unknown_params(url, &p, URL_PARAMS)?;
+            let parsed = YdbUrl::parse(url, p.rest, &p.query)?;
+            let secure = parsed.endpoint.starts_with("grpcs://");
+            let create = parsed.create_tables;
+            let auth = Auth::from_env(|k| std::env::var(k).ok(), secure);
+            let store = YdbStore::connect(parsed, auth, opts.read_only).await?;
+            if create && !opts.read_only {
+                store.ensure_tables().await?;
+            }
+            Ok(Box::new(store))
+        }
+        #[cfg(not(feature = "ydb"))]
         Some("ydb") => Err(StateError::NotBuiltIn(
-            "`ydb://` (the native YDB protocol) is not built into this gosling: use YDB's \
-             DynamoDB-compatible Document API instead, e.g. `dynamodb://gosling?endpoint=\
-             https://docapi.serverless.yandexcloud.net/ru-central1/FOLDER/DATABASE&region=\
-             ru-central1&max_tx=25`"
+            "`ydb://` (the native YDB protocol) is not built into this gosling (it was built \
+             without the `ydb` feature): rebuild with it, or use YDB's DynamoDB-compatible \
+             Document API, e.g. `dynamodb://gosling?endpoint=https://docapi.serverless.\
+             yandexcloud.net/ru-central1/FOLDER/DATABASE&region=ru-central1&max_tx=25`"
                 .into(),
         )),
         Some(other) => Err(StateError::BadUrl {
             url: url.into(),
             reason: format!(
-                "unknown scheme `{other}://` (use sqlite://PATH, dynamodb://PREFIX or ydb://…)"
+                "unknown scheme `{other}://` (use sqlite://PATH, dynamodb://PREFIX or ydb://HOST/DATABASE)"
             ),
         }),
     }
@@ -231,14 +248,6 @@ mod tests {
 
     #[tokio::test]
     async fn urls() {
-        let e = open_state(
-            "ydb://grpcs://ydb.serverless.yandexcloud.net:2135/db",
-            &OpenOptions::default(),
-        )
-        .await
-        .err()
-        .unwrap();
-        assert!(e.to_string().contains("not built into"), "{e}");
         let e = open_state("redis://x", &OpenOptions::default())
             .await
             .err()

@@ -5,7 +5,7 @@
 
 use crate::error::{Result, StateError};
 use crate::model::Table;
-use crate::store::{show_key, Expect, Item, StateStore, Write};
+use crate::store::{show_key, Item, StateStore, Write};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
@@ -96,16 +96,7 @@ impl SqliteStore {
 }
 
 fn item(table: Table, version: i64, text: &str) -> Result<Item> {
-    match serde_json::from_str(text) {
-        Ok(Value::Object(doc)) => Ok(Item {
-            doc,
-            version: version as u64,
-        }),
-        _ => Err(StateError::Corrupt {
-            table,
-            reason: "an item is not a JSON object".into(),
-        }),
-    }
+    Item::from_json(table, version as u64, text)
 }
 
 fn create_schema(c: &Connection) -> rusqlite::Result<()> {
@@ -198,12 +189,7 @@ impl StateStore for SqliteStore {
             let expect = match w {
                 Write::Put { expect, .. } | Write::Delete { expect, .. } => *expect,
             };
-            let ok = match (expect, found) {
-                (Expect::Absent, None) | (Expect::Any, _) => true,
-                (Expect::Version(v), Some(f)) => v as i64 == f,
-                _ => false,
-            };
-            if !ok {
+            if !expect.holds(found.map(|f| f as u64)) {
                 // Dropping `tx` rolls everything back.
                 return Err(StateError::Conflict {
                     table,

@@ -23,6 +23,19 @@ pub struct Item {
     pub version: u64,
 }
 
+impl Item {
+    /// An item stored as JSON text (the embedded and YDB stores keep `doc` so).
+    pub fn from_json(table: Table, version: u64, text: &str) -> Result<Item> {
+        match serde_json::from_str(text) {
+            Ok(Value::Object(doc)) => Ok(Item { doc, version }),
+            _ => Err(StateError::Corrupt {
+                table,
+                reason: "an item is not a JSON object".into(),
+            }),
+        }
+    }
+}
+
 /// What a write expects to find; a write whose expectation fails is a [`StateError::Conflict`]
 /// and the whole transaction writes nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +46,17 @@ pub enum Expect {
     Version(u64),
     /// Anything (deletes only: a put must say what it replaces).
     Any,
+}
+
+impl Expect {
+    /// Whether the expectation holds for an item found at `found` (`None`: absent).
+    pub fn holds(self, found: Option<u64>) -> bool {
+        match (self, found) {
+            (Expect::Absent, None) | (Expect::Any, _) => true,
+            (Expect::Version(v), Some(f)) => v == f,
+            _ => false,
+        }
+    }
 }
 
 /// One write of a transaction.
@@ -446,7 +470,7 @@ pub trait StateStore: Send + Sync {
     /// previous deployment gets its new status, the pointer moves and the audit entry is
     /// recorded — all in one transaction, or none of it (Property 32).
     ///
-    /// A store whose transactions are limited in size (DynamoDB: 100 writes, YDB: 25) gets
+    /// A store whose transactions are limited in size (DynamoDB: 100 writes, YDB's Document API: 25) gets
     /// the item writes in chunks and the pointer move last; when any step fails, the chunks
     /// already written are undone before the error is returned, so the tables again match the
     /// deployment that is still current.
