@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::tls::TlsFiles;
 use crate::units::{parse_duration, parse_size, UnitError};
 
 /// Shown at the end of `rift --help`.
@@ -19,6 +20,8 @@ pub const EXAMPLE: &str = r#"EXAMPLE:
   max_cache_size = "200GiB"
   max_object_size = "5GiB"
   max_age = "14d"
+  tls_cert = "/etc/rift/tls/cert.pem"   # HTTPS, TLS 1.3 only (omit both for plain HTTP)
+  tls_key = "/etc/rift/tls/key.pem"
   docker_listen = "0.0.0.0:2375"
   docker_upstream = "unix:///var/run/docker.sock"
   origin_endpoint = "https://storage.yandexcloud.net"
@@ -43,7 +46,7 @@ pub const EXAMPLE: &str = r#"EXAMPLE:
       AccessKey = "RIFTKEY"
       SecretKey = "..."
       BucketName = "runner-cache"
-      Insecure = true   # plain HTTP to Rift
+      Insecure = false  # HTTPS; true when Rift runs without tls_cert
 
   Plain cache:  curl -H "Authorization: Bearer glrt-..." -T file http://rift:9000/cache/some/key
   Docker proxy: DOCKER_HOST=tcp://rift:2375 with {"HttpHeaders":{"X-Rift-Token":"glrt-..."}}
@@ -102,6 +105,12 @@ pub struct Cli {
     /// On SIGTERM/SIGINT, how long in-flight transfers may take to finish [default: 30s].
     #[arg(long, env = "RIFT_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
+    /// PEM certificate chain: serve HTTPS (TLS 1.3 only) on every listener; needs --tls-key.
+    #[arg(long, env = "RIFT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "RIFT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Address of the Docker API proxy listener; the proxy is off when unset.
     #[arg(long, env = "RIFT_DOCKER_LISTEN")]
     pub docker_listen: Option<SocketAddr>,
@@ -167,6 +176,8 @@ struct FileConfig {
     max_header_size: Option<Human>,
     header_read_timeout: Option<Human>,
     shutdown_grace: Option<Human>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     docker_listen: Option<SocketAddr>,
     docker_upstream: Option<String>,
     origin_endpoint: Option<String>,
@@ -306,6 +317,8 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// Graceful shutdown limit.
     pub shutdown_grace: Duration,
+    /// Certificate and key: HTTPS (TLS 1.3) on every listener when set.
+    pub tls: Option<TlsFiles>,
     /// Docker proxy listener.
     pub docker_listen: Option<SocketAddr>,
     /// Docker upstream.
@@ -335,6 +348,7 @@ impl Config {
             max_header_size: 64 * 1024,
             header_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            tls: None,
             docker_listen: None,
             docker_upstream: None,
             origin: None,
@@ -419,6 +433,16 @@ impl Config {
         if let Some(v) = dur("shutdown_grace", cli.shutdown_grace, file.shutdown_grace)? {
             c.shutdown_grace = v;
         }
+        c.tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    field: "tls_cert",
+                    message: "set both tls_cert and tls_key, or neither".into(),
+                })
+            }
+        };
         c.docker_listen = cli.docker_listen.or(file.docker_listen);
         c.docker_upstream = cli
             .docker_upstream
@@ -514,6 +538,32 @@ mod tests {
         assert_eq!(c.max_age, Some(Duration::from_secs(172_800)));
         assert_eq!(c.auth_file, PathBuf::from("/a"));
         assert!(c.origin.is_none());
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let cli =
+            Cli::try_parse_from(["rift", "--auth-file", "/a", "--tls-cert", "/c.pem"]).unwrap();
+        let e = Config::resolve(cli).unwrap_err();
+        assert!(e.to_string().contains("both tls_cert and tls_key"), "{e}");
+        let cli = Cli::try_parse_from([
+            "rift",
+            "--auth-file",
+            "/a",
+            "--tls-cert",
+            "/c.pem",
+            "--tls-key",
+            "/k.pem",
+        ])
+        .unwrap();
+        let c = Config::resolve(cli).unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                cert: "/c.pem".into(),
+                key: "/k.pem".into()
+            })
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod s3;
 pub mod server;
 pub mod sigv4;
 pub mod store;
+pub mod tls;
 pub mod units;
 
 pub use config::Config;

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub auth_failures: AtomicU64,
     /// Requests refused because their client had too many recent auth failures.
     pub rate_limited: AtomicU64,
+    /// Connections dropped because their TLS handshake failed or timed out.
+    pub tls_handshake_failures: AtomicU64,
     /// Uploads that did not complete (cut connection, bad checksum, too large).
     pub uploads_aborted: AtomicU64,
     /// Uploads committed to the cache.
@@ -65,7 +67,7 @@ impl Metrics {
 
     /// Renders all counters and the given gauges in the Prometheus text format.
     pub fn render(&self, gauges: StoreGauges) -> String {
-        let counters: [(&str, &str, &AtomicU64); 16] = [
+        let counters: [(&str, &str, &AtomicU64); 17] = [
             (
                 "rift_cache_hits_total",
                 "Object reads served from the local cache.",
@@ -95,6 +97,11 @@ impl Metrics {
                 "rift_auth_failures_total",
                 "Requests with missing or invalid credentials.",
                 &self.auth_failures,
+            ),
+            (
+                "rift_tls_handshake_failures_total",
+                "Connections whose TLS handshake failed or timed out.",
+                &self.tls_handshake_failures,
             ),
             (
                 "rift_rate_limited_total",

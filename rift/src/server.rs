@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use percent_encoding::percent_decode_str;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::either::Either;
 
 use crate::auth::{spawn_reloader, AuthFileError, AuthState, RateLimitConfig, RateLimiter};
 use crate::config::Config;
@@ -75,6 +76,10 @@ pub enum StartError {
         "the auth file is TOML with `tokens = [..]` and [[s3_keys]] tables; see `rift --help`"
     ))]
     Auth(#[from] AuthFileError),
+    /// The TLS certificate or key could not be used.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -139,6 +144,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))??;
     let auth = Arc::new(AuthState::load(&config.auth_file)?);
+    let tls = match &config.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+            files,
+        )?)),
+        None => None,
+    };
     let main = bind(config.listen).await?;
     let docker = match config.docker_listen {
         Some(a) => Some(bind(a).await?),
@@ -182,11 +193,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             Arc::clone(&state.metrics),
             rx.clone(),
         ),
-        tokio::spawn(serve(main, Arc::clone(&state), handle_main, rx.clone())),
+        tokio::spawn(serve(
+            main,
+            tls.clone(),
+            Arc::clone(&state),
+            handle_main,
+            rx.clone(),
+        )),
     ];
     if let Some(l) = docker {
         tasks.push(tokio::spawn(serve(
             l,
+            tls.clone(),
             Arc::clone(&state),
             crate::docker::handle,
             rx.clone(),
@@ -212,7 +230,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             }
         }));
     }
-    tracing::info!(%addr, docker = ?docker_addr, origin = state.origin.is_some(), "rift listening");
+    tracing::info!(%addr, docker = ?docker_addr, tls = state.config.tls.is_some(), origin = state.origin.is_some(), "rift listening");
     Ok(Running {
         addr,
         docker_addr,
@@ -222,8 +240,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })
 }
 
+/// Serves one listener until shutdown: plain HTTP/1.1, or HTTPS when `tls` is set (the
+/// handshake runs in the connection's task, bounded by the request-head timeout).
 async fn serve<F, Fut>(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<AppState>,
     handler: F,
     mut shutdown: watch::Receiver<bool>,
@@ -245,9 +266,31 @@ async fn serve<F, Fut>(
                     let _ = stream.set_nodelay(true);
                     let st = Arc::clone(&state);
                     let svc = service_fn(move |req| handler(Arc::clone(&st), peer, req));
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades();
+                    let builder = builder.clone();
                     let mut stop = shutdown.clone();
+                    let tls = tls.clone();
+                    let limit = state.config.header_read_timeout;
+                    let metrics = Arc::clone(&state.metrics);
                     tracker.spawn(async move {
+                        let io = match tls {
+                            None => Either::Left(stream),
+                            Some(acceptor) => {
+                                match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                                    Ok(Ok(s)) => Either::Right(s),
+                                    Ok(Err(e)) => {
+                                        Metrics::inc(&metrics.tls_handshake_failures);
+                                        tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        Metrics::inc(&metrics.tls_handshake_failures);
+                                        tracing::debug!(client = %peer, "TLS handshake timed out");
+                                        return;
+                                    }
+                                }
+                            }
+                        };
+                        let conn = builder.serve_connection(TokioIo::new(io), svc).with_upgrades();
                         tokio::pin!(conn);
                         let result = tokio::select! {
                             r = conn.as_mut() => r,

@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Output;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
-use common::{bytes, client, md5_hex, require_program, start, ACCESS_KEY, SECRET_KEY};
+use common::{bytes, client, md5_hex, require_program, start, Aws, ACCESS_KEY, SECRET_KEY};
 use reqwest::StatusCode;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -361,53 +359,6 @@ async fn header_signed_requests_from_the_rust_sdk() {
     .expect("bounded in time");
 }
 
-struct Aws<'a> {
-    endpoint: String,
-    home: &'a Path,
-}
-
-impl Aws<'_> {
-    async fn run(&self, args: &[&str], secret: &str) -> Output {
-        let aws = require_program("aws", "pip install awscli");
-        let mut cmd = tokio::process::Command::new(aws);
-        cmd.arg("--endpoint-url")
-            .arg(&self.endpoint)
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home)
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", secret)
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_CONFIG_FILE", self.home.join("config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", self.home.join("credentials"))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_MAX_ATTEMPTS", "1")
-            .kill_on_drop(true);
-        if let Some(v) = std::env::var_os("PYENV_VERSION") {
-            cmd.env("PYENV_VERSION", v);
-        }
-        if let Some(v) = std::env::var_os("PYENV_ROOT") {
-            cmd.env("PYENV_ROOT", v);
-        }
-        tokio::time::timeout(Duration::from_secs(60), cmd.output())
-            .await
-            .expect("aws finished within 60 s")
-            .expect("aws ran")
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args, SECRET_KEY).await;
-        assert!(
-            out.status.success(),
-            "aws {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
 #[tokio::test]
 async fn aws_cli_against_rift() {
     tokio::time::timeout(LIMIT, async {
@@ -423,6 +374,7 @@ async fn aws_cli_against_rift() {
         let aws = Aws {
             endpoint: s.url(),
             home: home.path(),
+            ca_bundle: None,
         };
         let data = bytes(5 << 20, 5);
         let src = home.path().join("cache.zip");

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::Duration;
 
 use rift::{Config, Running};
@@ -217,4 +218,60 @@ pub fn signed_chunks(data: &[u8], chunk: usize, sig_info: &str) -> Vec<u8> {
         prev = sig;
     }
     out
+}
+
+/// The AWS CLI against a test server, isolated from the user's AWS configuration.
+pub struct Aws<'a> {
+    /// `--endpoint-url`.
+    pub endpoint: String,
+    /// HOME, holding `config` and `credentials`.
+    pub home: &'a Path,
+    /// `--ca-bundle`, for HTTPS with a test certificate.
+    pub ca_bundle: Option<&'a Path>,
+}
+
+impl Aws<'_> {
+    /// Runs `aws ARGS` with the test access key and `secret`.
+    pub async fn run(&self, args: &[&str], secret: &str) -> Output {
+        let aws = require_program("aws", "pip install awscli");
+        let mut cmd = tokio::process::Command::new(aws);
+        cmd.arg("--endpoint-url").arg(&self.endpoint);
+        if let Some(ca) = self.ca_bundle {
+            cmd.arg("--ca-bundle").arg(ca);
+        }
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", self.home.join("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.home.join("credentials"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .kill_on_drop(true);
+        if let Some(v) = std::env::var_os("PYENV_VERSION") {
+            cmd.env("PYENV_VERSION", v);
+        }
+        if let Some(v) = std::env::var_os("PYENV_ROOT") {
+            cmd.env("PYENV_ROOT", v);
+        }
+        tokio::time::timeout(Duration::from_secs(60), cmd.output())
+            .await
+            .expect("aws finished within 60 s")
+            .expect("aws ran")
+    }
+
+    /// Runs `aws ARGS` with the test keys; it must succeed. Returns its output.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args, SECRET_KEY).await;
+        assert!(
+            out.status.success(),
+            "aws {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }

@@ -1,0 +1,214 @@
+//! HTTPS on Rift's listeners with a certificate made for the test: real rustls clients
+//! (reqwest) and the AWS CLI over TLS, and what is refused (Property 35).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use rift::tls::{server_config, TlsError, TlsFiles};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+struct Pki {
+    files: TlsFiles,
+    ca_pem: String,
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, written under `dir`.
+fn pki(dir: &Path) -> Pki {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("certificate");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    Pki {
+        files: TlsFiles { cert, key },
+        ca_pem: ck.cert.pem(),
+    }
+}
+
+fn https_client(ca_pem: &str, max: Option<reqwest::tls::Version>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(30))
+        .no_proxy();
+    if let Some(v) = max {
+        b = b.max_tls_version(v);
+    }
+    b.build().expect("client")
+}
+
+#[tokio::test]
+async fn cache_over_https_and_only_tls_13() {
+    tokio::time::timeout(LIMIT, async {
+        let certs = tempfile::tempdir().unwrap();
+        let pki = pki(certs.path());
+        let files = pki.files.clone();
+        let mut s = start(move |c| c.tls = Some(files)).await;
+        let base = format!("https://{}", s.running().addr);
+        let client = https_client(&pki.ca_pem, None);
+
+        let health = client.get(format!("{base}/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        assert_eq!(health.version(), reqwest::Version::HTTP_11);
+
+        let body = bytes(300_000, 9);
+        let put = client
+            .put(format!("{base}/cache/p/7/deps.tar"))
+            .bearer_auth(TOKEN)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success(), "{}", put.status());
+        let got = client
+            .get(format!("{base}/cache/p/7/deps.tar"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200);
+        assert_eq!(got.bytes().await.unwrap().as_ref(), body.as_slice());
+
+        // Property 35: Communication Encryption — a client that offers at most TLS 1.2 is
+        // refused, and so is plain HTTP on the TLS port; both count as failed handshakes.
+        let before = s.metric(|m| &m.tls_handshake_failures);
+        let old = https_client(&pki.ca_pem, Some(reqwest::tls::Version::TLS_1_2));
+        let e = old.get(format!("{base}/health")).send().await.unwrap_err();
+        assert!(e.is_connect() || e.is_request(), "{e:?}");
+        let plain = common::client()
+            .get(format!("http://{}/health", s.running().addr))
+            .send()
+            .await;
+        assert!(
+            plain.is_err() || !plain.unwrap().status().is_success(),
+            "plain HTTP must not be served on the TLS port"
+        );
+        // A client that does not trust the certificate is refused by the client itself.
+        let untrusting = reqwest::Client::builder()
+            .use_rustls_tls()
+            .no_proxy()
+            .build()
+            .unwrap();
+        assert!(untrusting
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .is_err());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = s.metric(|m| &m.tls_handshake_failures);
+        assert!(after >= before + 2, "{before} → {after}");
+
+        let metrics = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("rift_tls_handshake_failures_total"),
+            "{metrics}"
+        );
+        s.stop().await;
+    })
+    .await
+    .expect("bounded in time");
+}
+
+#[tokio::test]
+async fn aws_cli_over_https() {
+    tokio::time::timeout(LIMIT, async {
+        require_program("aws", "pip install awscli");
+        let certs = tempfile::tempdir().unwrap();
+        let pki = pki(certs.path());
+        let ca = certs.path().join("ca.pem");
+        std::fs::write(&ca, &pki.ca_pem).unwrap();
+        let files = pki.files.clone();
+        let mut s = start(move |c| c.tls = Some(files)).await;
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join("config"),
+            "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
+        )
+        .unwrap();
+        std::fs::write(home.path().join("credentials"), "").unwrap();
+        let src = home.path().join("cache.zip");
+        let data = bytes(100_000, 3);
+        std::fs::write(&src, &data).unwrap();
+        let dst = home.path().join("back.zip");
+        let aws = Aws {
+            endpoint: format!("https://{}", s.running().addr),
+            home: home.path(),
+            ca_bundle: Some(&ca),
+        };
+        let (src_s, dst_s) = (src.to_str().unwrap(), dst.to_str().unwrap());
+        aws.ok(&["s3", "cp", src_s, "s3://runner-cache/p/cache.zip"])
+            .await;
+        aws.ok(&["s3", "cp", "s3://runner-cache/p/cache.zip", dst_s])
+            .await;
+        // Without the CA bundle the CLI refuses the certificate.
+        let untrusting = Aws {
+            ca_bundle: None,
+            ..aws
+        };
+        let out = untrusting
+            .run(&["s3", "ls", "s3://runner-cache/"], SECRET_KEY)
+            .await;
+        assert!(!out.status.success());
+        assert_eq!(std::fs::read(&dst).unwrap(), data);
+        s.stop().await;
+    })
+    .await
+    .expect("bounded in time");
+}
+
+#[test]
+fn unusable_certificates_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = pki(&subdir(dir.path(), "a"));
+    let b = pki(&subdir(dir.path(), "b"));
+    let missing = TlsFiles {
+        cert: dir.path().join("nope.pem"),
+        key: a.files.key.clone(),
+    };
+    let e = server_config(&missing).unwrap_err();
+    assert!(matches!(e, TlsError::Read { .. }), "{e}");
+    assert!(e.to_string().contains("nope.pem"), "{e}");
+
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let e = server_config(&TlsFiles {
+        cert: empty.clone(),
+        key: a.files.key.clone(),
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("no CERTIFICATE section"), "{e}");
+    let e = server_config(&TlsFiles {
+        cert: a.files.cert.clone(),
+        key: empty,
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("no usable private key"), "{e}");
+
+    // The key of another certificate.
+    let e = server_config(&TlsFiles {
+        cert: a.files.cert.clone(),
+        key: b.files.key.clone(),
+    })
+    .unwrap_err();
+    assert!(matches!(e, TlsError::Rustls(_)), "{e}");
+    assert!(server_config(&a.files).is_ok());
+}
+
+fn subdir(dir: &Path, name: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
