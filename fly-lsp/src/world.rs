@@ -6,7 +6,7 @@
 //! checker is linear and parses of unchanged files are kept).
 
 use fly_syntax::{Diagnostic, Encoding, LineCol, LineIndex, Parse, Span};
-use fly_types::{analyze, Analysis, Env, Input};
+use fly_types::{analyze, Analysis, Env, Goal, Input};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -266,7 +266,7 @@ impl World {
                 parse: &d.parse,
             })
             .collect();
-        let analysis = analyze(&inputs, &self.env);
+        let analysis = analyze(&inputs, &self.env, Goal::Check);
         self.analysis = Some(analysis);
     }
 

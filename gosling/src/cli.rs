@@ -461,7 +461,7 @@ fn validate(nest_flag: Option<&Path>, format: report::Format) -> Result<ExitCode
         }
     };
     let files = load_nest(&root).into_diagnostic()?;
-    let compilation = compile(files, &Env::from_process(false));
+    let compilation = fly_types::check(files, &Env::from_process(false));
     let errors = report::print(&compilation, format)?;
     Ok(if errors > 0 {
         ExitCode::from(EXIT_FINDINGS)

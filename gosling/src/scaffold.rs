@@ -5,7 +5,7 @@
 //! were given (Property 7).
 
 use crate::nest::NEST_DIRS;
-use fly_types::{compile, load_nest, Env, SourceFile};
+use fly_types::{check, load_nest, Env, SourceFile};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -726,7 +726,7 @@ pub fn add(
     }
     let mut all = files;
     all.push(SourceFile::new(rel.clone(), text));
-    let c = compile(all, &Env::from_process(false));
+    let c = check(all, &Env::from_process(false));
     if let Some(new) = c.files.iter().find(|f| f.path == rel) {
         let errors: Vec<String> = new
             .diagnostics

@@ -45,7 +45,16 @@ fn env() -> Env {
 
 fn check_case(name: &str, files: Vec<SourceFile>) -> String {
     let mut expected: Vec<Expect> = files.iter().flat_map(expectations).collect();
+    let checked = fly_types::check(files.clone(), &env());
     let compilation = compile(files, &env());
+    // Diagnostics only: the same findings, never an IR.
+    assert!(checked.ir.is_none(), "{name}: check built an IR");
+    let findings = |c: &fly_types::Compilation| -> Vec<String> {
+        c.diagnostics()
+            .map(|(path, d)| format!("{path}:{}:{} {}", d.span.start, d.code.0, d.message))
+            .collect()
+    };
+    assert_eq!(findings(&checked), findings(&compilation), "{name}");
     let mut unexpected = Vec::new();
     let mut rendered = String::new();
     let mut sources = fly_syntax::render::Sources::new();

@@ -3,7 +3,7 @@
 
 use super::{report, EXIT_FINDINGS};
 use crate::files;
-use fly_types::{compile, Env, SourceFile};
+use fly_types::{check, Env, SourceFile};
 use miette::{IntoDiagnostic, WrapErr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,7 +35,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             .wrap_err_with(|| format!("cannot read `{}`", path.display()))?;
         sources.push(SourceFile::new(files::display(path), text));
     }
-    let compilation = compile(sources, &Env::from_process(false));
+    let compilation = check(sources, &Env::from_process(false));
     let errors = report::print(&compilation, args.format)?;
     Ok(if errors > 0 {
         ExitCode::from(EXIT_FINDINGS)
