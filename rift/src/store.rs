@@ -773,6 +773,7 @@ impl Store {
     }
 
     fn commit(&self, tmp: &Path, meta: &ObjectMeta, file_len: u64) -> Result<(), StoreError> {
+        let mut shard = None;
         let victims = {
             let mut idx = self.lock();
             let gen = idx.next_gen;
@@ -791,6 +792,7 @@ impl Store {
                 other => other,
             };
             renamed.map_err(|e| StoreError::io(&dest, e))?;
+            shard = dest.parent().map(Path::to_path_buf);
             let mut victims = Vec::new();
             if let Some(old) = idx.insert(
                 meta.key.clone(),
@@ -809,6 +811,12 @@ impl Store {
             victims
         };
         self.delete_files(victims);
+        // The rename is durable only once its directory is synced (outside the index lock).
+        if let (true, Some(dir)) = (self.cfg.fsync, shard) {
+            if let Err(e) = fs::File::open(&dir).and_then(|d| d.sync_all()) {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not sync the object's directory");
+            }
+        }
         Ok(())
     }
 
