@@ -361,6 +361,18 @@ impl<'s> Driver<'s> {
                                      quote the value if it is meant as a string",
                                 ),
                             );
+                        } else if text.parse::<f64>().is_ok_and(f64::is_infinite) {
+                            self.error(
+                                Diagnostic::error(
+                                    codes::INVALID_NUMBER,
+                                    Span::new(start, end),
+                                    format!("`{text}` is too large to be a number"),
+                                )
+                                .with_help(
+                                    "numbers go up to about 1.8e308; quote the value if it is \
+                                     meant as a string",
+                                ),
+                            );
                         }
                         self.push(start, Tok::Number(text), end)
                     }
