@@ -7,10 +7,11 @@
 //!
 //! A transaction is one serializable interactive transaction of the Query service: one
 //! query reads the current `row_version` of every key the writes touch, the expectations are
-//! checked here, and one query upserts and deletes. YDB's optimistic locks make the commit
-//! fail when another writer changed a row read, and the SDK's retry loop then runs the
-//! attempt again — which now sees the other write and reports a
-//! [`StateError::Conflict`].
+//! checked here, and one query deletes, upserts and commits. YDB's optimistic locks make that
+//! query fail (ABORTED) when another writer changed a row read, and the SDK's retry loop then
+//! runs the attempt again — which now sees the other write and reports a
+//! [`StateError::Conflict`]. Reads run as snapshot read-only transactions, retried as a
+//! whole; rows are collected from every result set, so an empty answer is no rows.
 //!
 //! The statements are built by [`Layout`] (pure, unit-tested without a server); only
 //! [`YdbStore`] talks to YDB.
@@ -448,7 +449,7 @@ impl YdbUrl {
         if host.is_empty() {
             return Err(bad("no host (ydb://HOST[:PORT]/DATABASE)".into()));
         }
-        let database = database.trim_end_matches('/');
+        let database = database.trim_matches('/');
         if database.is_empty() {
             return Err(bad(
                 "no database path (ydb://HOST[:PORT]/DATABASE, e.g. /local)".into(),
@@ -654,32 +655,74 @@ impl YdbStore {
         self.client.query_client()
     }
 
-    /// Runs a read-only statement (snapshot isolation, retried) and returns its items.
+    /// Runs a read-only statement (snapshot isolation, retried as a whole) and returns its
+    /// items.
     async fn items(&self, table: Table, st: Statement, operation: &str) -> Result<Vec<Item>> {
-        let rs = self
+        let outcome: std::result::Result<Result<Vec<Item>>, YdbOrCustomerError> = self
             .queries()
-            .query_result_set(st.text.clone())
-            .params(st.params_map())
-            .with_tx_mode(TxMode::SnapshotReadOnly)
+            .retry_tx(closure!([&st], async |tx: &mut Transaction| {
+                let rows = collect(tx, st, true).await?;
+                Ok(rows.into_iter().map(|r| item_of(table, r)).collect())
+            }))
+            .with_mode(TxMode::SnapshotReadOnly)
             .idempotent(true)
             .timeout(self.url.timeout)
-            .await
-            .map_err(|e| remote(format!("{operation} {table}"), explain(&e)))?;
-        let mut out = Vec::new();
-        for mut row in rs.rows() {
-            let version = uint(column(&mut row, "row_version")?);
-            let doc = text(column(&mut row, "doc")?);
-            match (version, doc) {
-                (Some(v), Some(d)) => out.push(Item::from_json(table, v, &d)?),
-                _ => {
-                    return Err(StateError::Corrupt {
-                        table,
-                        reason: "a row without row_version or doc".into(),
-                    })
-                }
-            }
-        }
-        Ok(out)
+            .await;
+        outcome.map_err(|e| remote(format!("{operation} {table}"), explain_outer(&e)))?
+    }
+}
+
+/// Every row of every result set of `st` run in `tx` (a statement that returns nothing, or
+/// whose result set is empty, gives no rows). With `commit`, the statement commits `tx`.
+async fn collect(
+    tx: &mut Transaction,
+    st: &Statement,
+    commit: bool,
+) -> ydb::YdbResult<Vec<ydb::Row>> {
+    let mut stream = tx
+        .query(st.text.clone())
+        .params(st.params_map())
+        .with_commit(commit)
+        .await?;
+    let mut rows = Vec::new();
+    while let Some(set) = stream.next_result_set().await? {
+        rows.extend(set.rows());
+    }
+    stream.close().await?;
+    Ok(rows)
+}
+
+/// An item from a `row_version, doc` row.
+fn item_of(table: Table, mut row: ydb::Row) -> Result<Item> {
+    let version = uint(column(&mut row, "row_version")?);
+    let doc = text(column(&mut row, "doc")?);
+    match (version, doc) {
+        (Some(v), Some(d)) => Item::from_json(table, v, &d),
+        _ => Err(StateError::Corrupt {
+            table,
+            reason: "a row without row_version or doc".into(),
+        }),
+    }
+}
+
+/// A key and its version from a `tbl, pk, sk, row_version` row.
+fn version_of(mut row: ydb::Row) -> Result<(Key, u64)> {
+    let tbl = text(column(&mut row, "tbl")?);
+    let table = Table::ALL
+        .into_iter()
+        .find(|t| Some(t.name()) == tbl.as_deref());
+    let pk = text(column(&mut row, "pk")?);
+    let sk = text(column(&mut row, "sk")?);
+    let version = uint(column(&mut row, "row_version")?);
+    match (table, pk, sk, version) {
+        (Some(t), Some(pk), Some(sk), Some(v)) => Ok(((t, pk, sk), v)),
+        (t, ..) => Err(StateError::Corrupt {
+            table: t.unwrap_or(Table::Meta),
+            reason: format!(
+                "a row of `{}` without a key or row_version",
+                tbl.unwrap_or_default()
+            ),
+        }),
     }
 }
 
@@ -728,54 +771,63 @@ impl StateStore for YdbStore {
         for w in &writes {
             if let Write::Put { table, doc, .. } = w {
                 key_of(*table, doc)?;
+                w.new_version()?;
             }
         }
         let read = self.url.layout.read_versions(&keys);
         let layout = &self.url.layout;
-        let outcome: std::result::Result<Result<()>, YdbOrCustomerError> = self
+        // What the last attempt decided, kept outside the SDK's retry loop: a conflict or a
+        // corrupt row is the answer even if ending the transaction then fails, and a failure
+        // after the write was sent leaves its outcome unknown.
+        let mut decided: Option<StateError> = None;
+        let mut write_sent = false;
+        let outcome: std::result::Result<(), YdbOrCustomerError> = self
             .queries()
             .retry_tx(closure!(
-                [&read, &writes, &layout],
+                [&read, &writes, &layout, &mut decided, &mut write_sent],
                 async |tx: &mut Transaction| {
-                    let rs = tx
-                        .query_result_set(read.text.clone())
-                        .params(read.params_map())
-                        .await?;
-                    let mut found = BTreeMap::new();
-                    for mut row in rs.rows() {
-                        let tbl = text(row.remove_field_by_name("tbl")?);
-                        let table = Table::ALL
-                            .into_iter()
-                            .find(|t| Some(t.name()) == tbl.as_deref());
-                        let pk = text(row.remove_field_by_name("pk")?);
-                        let sk = text(row.remove_field_by_name("sk")?);
-                        let version = uint(row.remove_field_by_name("row_version")?);
-                        if let (Some(t), Some(pk), Some(sk), Some(v)) = (table, pk, sk, version) {
-                            found.insert((t, pk, sk), v);
-                        }
-                    }
-                    match resolve(writes, &found) {
-                        Err(conflict) => {
-                            tx.rollback().await?;
-                            Ok(Err(conflict))
+                    *decided = None;
+                    *write_sent = false;
+                    let rows = collect(tx, read, false).await?;
+                    let found: Result<BTreeMap<Key, u64>> =
+                        rows.into_iter().map(version_of).collect();
+                    match found.and_then(|found| resolve(writes, &found)) {
+                        Err(answer) => {
+                            *decided = Some(answer);
+                            // Dropping the transaction rolls it back too.
+                            let _ = tx.rollback().await;
                         }
                         Ok(effects) => {
                             if let Some(st) = layout.write(&effects) {
-                                tx.exec(st.text.clone()).params(st.params_map()).await?;
+                                *write_sent = true;
+                                // Committing with the write makes a broken optimistic lock
+                                // (ABORTED) an error of this attempt, which the SDK retries;
+                                // the retry then sees the other write.
+                                collect(tx, &st, true).await?;
                             }
-                            Ok(Ok(()))
                         }
                     }
+                    Ok(())
                 }
             ))
             .timeout(self.url.timeout * 3)
             .await;
-        match outcome {
-            Ok(result) => result,
-            Err(e) => Err(remote(
-                format!("transaction of {} writes", writes.len()),
-                explain_outer(&e),
-            )),
+        match (decided, outcome) {
+            (Some(answer), _) => Err(answer),
+            (None, Ok(())) => Ok(()),
+            (None, Err(e)) => {
+                let mut message = explain_outer(&e);
+                if write_sent {
+                    message.push_str(
+                        " (the write was sent, so it may or may not have been applied: read \
+                         the state again before retrying)",
+                    );
+                }
+                Err(remote(
+                    format!("transaction of {} writes", writes.len()),
+                    message,
+                ))
+            }
         }
     }
 }

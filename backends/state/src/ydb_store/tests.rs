@@ -259,6 +259,7 @@ fn urls() {
         ("/db", vec![], "no host"),
         ("host", vec![], "no database path"),
         ("host/", vec![], "no database path"),
+        ("host//", vec![], "no database path"),
         (
             "host/db",
             vec![("secure", "maybe")],
@@ -464,8 +465,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     // Property 32: Database Transaction Atomicity — the YDB adapter's transaction logic
-    // (read versions → resolve → one write) commits all of a batch or none of it, and agrees
-    // with the embedded store on every batch: same conflicts, same resulting items.
+    // (`resolve`: the versions read → the one write it sends, or nothing) gives all of a
+    // batch or none of it, and agrees with the embedded store on every batch: same
+    // conflicts, same resulting items. (YDB's own atomicity of that one committing write is
+    // not exercised here: no YDB server.)
     #[test]
     fn ydb_transactions_agree_with_the_embedded_store(
         batches in prop::collection::vec(prop::collection::vec(op(), 1..5), 1..8)
