@@ -433,7 +433,14 @@ impl Config {
         if let Some(v) = dur("shutdown_grace", cli.shutdown_grace, file.shutdown_grace)? {
             c.shutdown_grace = v;
         }
-        c.tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
+        // The pair comes from one place: flags/environment when they name either file, else
+        // the config file (a flag's certificate never pairs with the file's key).
+        let pair = if cli.tls_cert.is_some() || cli.tls_key.is_some() {
+            (cli.tls_cert, cli.tls_key)
+        } else {
+            (file.tls_cert, file.tls_key)
+        };
+        c.tls = match pair {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
             (Some(_), None) | (None, Some(_)) => {
@@ -564,6 +571,35 @@ mod tests {
                 key: "/k.pem".into()
             })
         );
+        // A file that names both, and a flag that names one: the flag's source must name both.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("rift.toml");
+        std::fs::write(
+            &f,
+            "auth_file = \"/a\"\ntls_cert = \"/file-c.pem\"\ntls_key = \"/file-k.pem\"\n",
+        )
+        .unwrap();
+        let from_file = Config::resolve(
+            Cli::try_parse_from(["rift", "--config", f.to_str().unwrap()]).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            from_file.tls,
+            Some(TlsFiles {
+                cert: "/file-c.pem".into(),
+                key: "/file-k.pem".into()
+            })
+        );
+        let mixed = Cli::try_parse_from([
+            "rift",
+            "--config",
+            f.to_str().unwrap(),
+            "--tls-cert",
+            "/flag-c.pem",
+        ])
+        .unwrap();
+        let e = Config::resolve(mixed).unwrap_err();
+        assert!(e.to_string().contains("both tls_cert and tls_key"), "{e}");
     }
 
     #[test]

@@ -275,7 +275,14 @@ async fn serve<F, Fut>(
                         let io = match tls {
                             None => Either::Left(stream),
                             Some(acceptor) => {
-                                match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                                let handshake = tokio::time::timeout(limit, acceptor.accept(stream));
+                                let result = tokio::select! {
+                                    r = handshake => r,
+                                    // A connection still shaking hands has no request in
+                                    // flight: shutting down drops it at once.
+                                    _ = async { let _ = stop.wait_for(|v| *v).await; } => return,
+                                };
+                                match result {
                                     Ok(Ok(s)) => Either::Right(s),
                                     Ok(Err(e)) => {
                                         Metrics::inc(&metrics.tls_handshake_failures);

@@ -773,8 +773,7 @@ impl Store {
     }
 
     fn commit(&self, tmp: &Path, meta: &ObjectMeta, file_len: u64) -> Result<(), StoreError> {
-        let mut shard = None;
-        let victims = {
+        let (victims, shard) = {
             let mut idx = self.lock();
             let gen = idx.next_gen;
             idx.next_gen += 1;
@@ -792,7 +791,7 @@ impl Store {
                 other => other,
             };
             renamed.map_err(|e| StoreError::io(&dest, e))?;
-            shard = dest.parent().map(Path::to_path_buf);
+            let shard = dest.parent().map(Path::to_path_buf);
             let mut victims = Vec::new();
             if let Some(old) = idx.insert(
                 meta.key.clone(),
@@ -808,7 +807,7 @@ impl Store {
                 victims.push(self.object_path(&meta.key, old.gen));
             }
             victims.extend(self.evict_locked(&mut idx));
-            victims
+            (victims, shard)
         };
         self.delete_files(victims);
         // The rename is durable only once its directory is synced (outside the index lock).

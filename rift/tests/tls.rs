@@ -80,7 +80,11 @@ async fn cache_over_https_and_only_tls_13() {
         let before = s.metric(|m| &m.tls_handshake_failures);
         let old = https_client(&pki.ca_pem, Some(reqwest::tls::Version::TLS_1_2));
         let e = old.get(format!("{base}/health")).send().await.unwrap_err();
-        assert!(e.is_connect() || e.is_request(), "{e:?}");
+        let chain = error_chain(&e);
+        assert!(
+            chain.contains("ProtocolVersion"),
+            "refused for another reason: {chain}"
+        );
         let plain = common::client()
             .get(format!("http://{}/health", s.running().addr))
             .send()
@@ -100,9 +104,14 @@ async fn cache_over_https_and_only_tls_13() {
             .send()
             .await
             .is_err());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let after = s.metric(|m| &m.tls_handshake_failures);
-        assert!(after >= before + 2, "{before} → {after}");
+        let counted = async {
+            while s.metric(|m| &m.tls_handshake_failures) < before + 3 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), counted)
+            .await
+            .expect("all three refused handshakes are counted");
 
         let metrics = client
             .get(format!("{base}/metrics"))
@@ -162,11 +171,69 @@ async fn aws_cli_over_https() {
             .run(&["s3", "ls", "s3://runner-cache/"], SECRET_KEY)
             .await;
         assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("CERTIFICATE_VERIFY_FAILED"), "{stderr}");
         assert_eq!(std::fs::read(&dst).unwrap(), data);
         s.stop().await;
     })
     .await
     .expect("bounded in time");
+}
+
+#[tokio::test]
+async fn silent_handshakes_time_out_and_never_hold_up_shutdown() {
+    tokio::time::timeout(LIMIT, async {
+        let certs = tempfile::tempdir().unwrap();
+        let pki = pki(certs.path());
+        let files = pki.files.clone();
+        let mut s = start(move |c| {
+            c.tls = Some(files);
+            c.header_read_timeout = Duration::from_millis(500);
+        })
+        .await;
+        // A client that connects and never says hello is dropped at the head timeout.
+        let mut idle = tokio::net::TcpStream::connect(s.running().addr)
+            .await
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut idle, &mut buf),
+        )
+        .await
+        .expect("closed by the server");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert_eq!(s.metric(|m| &m.tls_handshake_failures), 1);
+        s.stop().await;
+
+        // A connection still shaking hands when shutdown starts does not wait for the
+        // grace period (10 s in these tests).
+        let files = pki.files.clone();
+        let mut s = start(move |c| c.tls = Some(files)).await;
+        let _pending = tokio::net::TcpStream::connect(s.running().addr)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = std::time::Instant::now();
+        s.stop().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "shutdown took {:?}",
+            started.elapsed()
+        );
+    })
+    .await
+    .expect("bounded in time");
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        out.push_str(&format!(": {inner}"));
+        src = inner.source();
+    }
+    out
 }
 
 #[test]
