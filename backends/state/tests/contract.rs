@@ -664,6 +664,37 @@ fn dynamodb_and_s3_on_moto() {
     }
 }
 
+/// The same contract on a real YDB: no YDB server runs in CI, so this is opt-in, e.g.
+/// `docker run -d -p 2136:2136 ydbplatform/local-ydb` then
+/// `GOSLING_TEST_YDB='ydb://localhost:2136/local?secure=false' cargo test -p gosling-state
+/// --test contract -- --ignored ydb`. Each case gets tables under its own prefix.
+#[cfg(feature = "ydb")]
+#[test]
+#[ignore = "needs a YDB server: set GOSLING_TEST_YDB=ydb://HOST:PORT/DATABASE?secure=false"]
+fn ydb_contract() {
+    let base = std::env::var("GOSLING_TEST_YDB").expect("GOSLING_TEST_YDB names a YDB");
+    let rt = runtime();
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (name, case) in CASES {
+        eprintln!("ydb: {name}");
+        let dir = tempfile::tempdir().unwrap();
+        rt.block_on(async {
+            let sep = if base.contains('?') { '&' } else { '?' };
+            let url = format!("{base}{sep}prefix=gosling_test/{run}/{name}");
+            let s: Store = Arc::from(open_state(&url, &OpenOptions::default()).await.unwrap());
+            let o: Objects = Arc::from(
+                open_objects(&dir.path().display().to_string(), &OpenOptions::default())
+                    .await
+                    .unwrap(),
+            );
+            case(s, o).await;
+        });
+    }
+}
+
 #[test]
 fn dynamodb_read_only_creates_nothing_and_big_transactions_are_chunked() {
     let moto = support::Moto::start();
