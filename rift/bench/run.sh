@@ -4,7 +4,8 @@
 #   bash rift/bench/run.sh            # 10 s per scenario
 #   BENCH_DURATION=5s bash rift/bench/run.sh
 #
-# Needs: cargo, nginx (Debian package `nginx`), wrk (Debian package `wrk`), curl, python3.
+# Needs: cargo, nginx (Debian package `nginx`), wrk (Debian package `wrk`), curl, python3,
+# openssl (a throwaway certificate for the HTTPS rows: Rift and nginx both TLS 1.3 only).
 # Everything listens on 127.0.0.1 only; every run is bounded by BENCH_DURATION.
 #
 # Rift is driven through the plain `/cache/{key}` endpoint with a bearer token (so every
@@ -21,7 +22,7 @@ SMALL_CONNS="${BENCH_SMALL_CONNECTIONS:-64}"
 LARGE_CONNS="${BENCH_LARGE_CONNECTIONS:-4}"
 TOKEN="glrt-bench-token"
 
-for tool in cargo nginx wrk curl python3; do
+for tool in cargo nginx wrk curl python3 openssl; do
   command -v "$tool" >/dev/null || { echo "bench: '$tool' is required (apt-get install -y nginx wrk curl)" >&2; exit 1; }
 done
 
@@ -50,12 +51,18 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 RIFT_PORT="$(free_port)"
 RIFT_NOSYNC_PORT="$(free_port)"
 NGINX_PORT="$(free_port)"
+RIFT_TLS_PORT="$(free_port)"
+NGINX_TLS_PORT="$(free_port)"
 
-mkdir -p "$WORK/www/bench" "$WORK/www/put" "$WORK/data" "$WORK/data-nosync" "$WORK/nginx"
+mkdir -p "$WORK/www/bench" "$WORK/www/put" "$WORK/data" "$WORK/data-nosync" "$WORK/data-tls" "$WORK/nginx"
 head -c 4096 /dev/urandom > "$WORK/www/bench/small.bin"
 head -c $((64 * 1024 * 1024)) /dev/urandom > "$WORK/www/bench/large.bin"
 chmod -R a+rX "$WORK/www"
 chmod 777 "$WORK/www/put"
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
+  -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 
 cat > "$WORK/auth.toml" <<EOF
 tokens = ["$TOKEN"]
@@ -68,6 +75,12 @@ PIDS+=($!)
 # A second instance without fsync, to show what the durability costs on PUT.
 RIFT_LOG=warn "$RIFT_BIN" --listen "127.0.0.1:$RIFT_NOSYNC_PORT" --data-dir "$WORK/data-nosync" \
   --auth-file "$WORK/auth.toml" --max-cache-size 8GiB --fsync false >"$WORK/rift-nosync.log" 2>&1 &
+PIDS+=($!)
+
+# The same as the first instance, over HTTPS.
+RIFT_LOG=warn "$RIFT_BIN" --listen "127.0.0.1:$RIFT_TLS_PORT" --data-dir "$WORK/data-tls" \
+  --auth-file "$WORK/auth.toml" --max-cache-size 8GiB --tls-cert "$WORK/cert.pem" \
+  --tls-key "$WORK/key.pem" >"$WORK/rift-tls.log" 2>&1 &
 PIDS+=($!)
 
 cat > "$WORK/nginx/nginx.conf" <<EOF
@@ -98,6 +111,13 @@ http {
       client_body_buffer_size 1m;
     }
   }
+  server {
+    listen 127.0.0.1:$NGINX_TLS_PORT ssl;
+    ssl_certificate $WORK/cert.pem;
+    ssl_certificate_key $WORK/key.pem;
+    ssl_protocols TLSv1.3;
+    root $WORK/www;
+  }
 }
 EOF
 echo "== starting nginx on 127.0.0.1:$NGINX_PORT" >&2
@@ -106,21 +126,25 @@ PIDS+=($!)
 
 wait_up() {
   for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    if curl -fsS --cacert "$WORK/cert.pem" -o /dev/null "$1" 2>/dev/null; then return 0; fi
     sleep 0.1
   done
   echo "bench: $1 did not come up" >&2
-  cat "$WORK/rift.log" "$WORK/nginx/error.log" >&2 || true
+  cat "$WORK/rift.log" "$WORK/rift-tls.log" "$WORK/nginx/error.log" >&2 || true
   exit 1
 }
 wait_up "http://127.0.0.1:$RIFT_PORT/health"
 wait_up "http://127.0.0.1:$RIFT_NOSYNC_PORT/health"
 wait_up "http://127.0.0.1:$NGINX_PORT/bench/small.bin"
+wait_up "https://127.0.0.1:$RIFT_TLS_PORT/health"
+wait_up "https://127.0.0.1:$NGINX_TLS_PORT/bench/small.bin"
 
 # The same files in Rift.
 for f in small large; do
   curl -fsS -o /dev/null -X PUT -H "Authorization: Bearer $TOKEN" \
     --data-binary "@$WORK/www/bench/$f.bin" "http://127.0.0.1:$RIFT_PORT/cache/bench/$f.bin"
+  curl -fsS --cacert "$WORK/cert.pem" -o /dev/null -X PUT -H "Authorization: Bearer $TOKEN" \
+    --data-binary "@$WORK/www/bench/$f.bin" "https://127.0.0.1:$RIFT_TLS_PORT/cache/bench/$f.bin"
 done
 curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$RIFT_PORT/cache/bench/large.bin" | cmp - "$WORK/www/bench/large.bin"
 
@@ -179,6 +203,13 @@ read -r ns_rps ns_mb ns_p99 < <(run_wrk -c "$SMALL_CONNS" "$N_URL/bench/small.bi
 echo "== large GET (64 MiB), $LARGE_CONNS connections, $DURATION" >&2
 read -r rl_rps rl_mb rl_p99 < <(run_wrk -c "$LARGE_CONNS" "${AUTH[@]}" "$R_URL/cache/bench/large.bin")
 read -r nl_rps nl_mb nl_p99 < <(run_wrk -c "$LARGE_CONNS" "$N_URL/bench/large.bin")
+echo "== HTTPS (TLS 1.3): small and large GET" >&2
+RT_URL="https://127.0.0.1:$RIFT_TLS_PORT"
+NT_URL="https://127.0.0.1:$NGINX_TLS_PORT"
+read -r ts_rps ts_mb ts_p99 < <(run_wrk -c "$SMALL_CONNS" "${AUTH[@]}" "$RT_URL/cache/bench/small.bin")
+read -r us_rps us_mb us_p99 < <(run_wrk -c "$SMALL_CONNS" "$NT_URL/bench/small.bin")
+read -r tl_rps tl_mb tl_p99 < <(run_wrk -c "$LARGE_CONNS" "${AUTH[@]}" "$RT_URL/cache/bench/large.bin")
+read -r ul_rps ul_mb ul_p99 < <(run_wrk -c "$LARGE_CONNS" "$NT_URL/bench/large.bin")
 echo "== small PUT (4 KiB, new key each), $SMALL_CONNS connections, $DURATION" >&2
 read -r rp_rps rp_mb rp_p99 < <(run_wrk -c "$SMALL_CONNS" -s "$WORK/put_small.lua" "$R_URL/cache/bench/put/")
 read -r xp_rps xp_mb xp_p99 < <(run_wrk -c "$SMALL_CONNS" -s "$WORK/put_small.lua" "$RN_URL/cache/bench/put/")
@@ -205,6 +236,10 @@ Rift benchmark ($(nproc) cores, wrk -t $THREADS -d $DURATION, client and servers
 | GET 4 KiB, $SMALL_CONNS conns | nginx (static) | $ns_rps | $ns_mb | $ns_p99 | |
 | GET 64 MiB, $LARGE_CONNS conns | Rift (bearer auth) | $rl_rps | $rl_mb | $rl_p99 | $(ratio "$rl_rps" "$nl_rps") |
 | GET 64 MiB, $LARGE_CONNS conns | nginx (static) | $nl_rps | $nl_mb | $nl_p99 | |
+| HTTPS GET 4 KiB, $SMALL_CONNS conns | Rift (TLS 1.3, bearer auth) | $ts_rps | $ts_mb | $ts_p99 | $(ratio "$ts_rps" "$us_rps") |
+| HTTPS GET 4 KiB, $SMALL_CONNS conns | nginx (TLS 1.3, static) | $us_rps | $us_mb | $us_p99 | |
+| HTTPS GET 64 MiB, $LARGE_CONNS conns | Rift (TLS 1.3, bearer auth) | $tl_rps | $tl_mb | $tl_p99 | $(ratio "$tl_rps" "$ul_rps") |
+| HTTPS GET 64 MiB, $LARGE_CONNS conns | nginx (TLS 1.3, static) | $ul_rps | $ul_mb | $ul_p99 | |
 | PUT 4 KiB, $SMALL_CONNS conns | Rift (fsync, MD5) | $rp_rps | $rp_mb | $rp_p99 | $(ratio "$rp_rps" "$np_rps") |
 | PUT 4 KiB, $SMALL_CONNS conns | Rift (--fsync false, MD5) | $xp_rps | $xp_mb | $xp_p99 | $(ratio "$xp_rps" "$np_rps") |
 | PUT 4 KiB, $SMALL_CONNS conns | nginx (WebDAV PUT) | $np_rps | $np_mb | $np_p99 | |
