@@ -496,6 +496,12 @@ impl Config {
                 message: "must be at least 8KiB".into(),
             });
         }
+        if self.header_read_timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                field: "header_read_timeout",
+                message: "must be positive (it also bounds the TLS handshake)".into(),
+            });
+        }
         if self.max_cache_size == 0 || self.max_object_size == 0 {
             return Err(ConfigError::Invalid {
                 field: "max_cache_size",
@@ -545,6 +551,14 @@ mod tests {
         assert_eq!(c.max_age, Some(Duration::from_secs(172_800)));
         assert_eq!(c.auth_file, PathBuf::from("/a"));
         assert!(c.origin.is_none());
+    }
+
+    #[test]
+    fn zero_header_timeout_is_refused() {
+        let cli = Cli::try_parse_from(["rift", "--auth-file", "/a", "--header-read-timeout", "0s"])
+            .unwrap();
+        let e = Config::resolve(cli).unwrap_err();
+        assert!(e.to_string().contains("header_read_timeout"), "{e}");
     }
 
     #[test]
