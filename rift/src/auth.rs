@@ -21,13 +21,15 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::metrics::Metrics;
+use crate::reload::{file_stamp, Reloadable, Stamp};
+use std::sync::atomic::AtomicU64;
 
 /// Errors loading the auth file.
 #[derive(Debug, thiserror::Error)]
@@ -145,12 +147,7 @@ impl Credentials {
 pub struct AuthState {
     path: PathBuf,
     creds: RwLock<Arc<Credentials>>,
-    stamp: Mutex<Option<(SystemTime, u64)>>,
-}
-
-fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+    stamp: Mutex<Stamp>,
 }
 
 impl AuthState {
@@ -207,48 +204,22 @@ impl AuthState {
     }
 }
 
-/// Reloads `state` on `SIGHUP` and when the file changes (polled every `interval`) until
-/// `shutdown` fires.
-pub fn spawn_reloader(
-    state: Arc<AuthState>,
-    interval: Duration,
-    metrics: Arc<Metrics>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; relying on file polling");
-                None
-            }
-        };
-        let mut tick = tokio::time::interval(interval.max(Duration::from_millis(50)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let result = tokio::select! {
-                _ = shutdown.changed() => return,
-                Some(()) = async {
-                    match hup.as_mut() {
-                        Some(h) => h.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    tracing::info!("SIGHUP: reloading auth file");
-                    Some(state.reload())
-                }
-                _ = tick.tick() => state.reload_if_changed(),
-            };
-            match result {
-                Some(Ok(())) => Metrics::inc(&metrics.auth_reloads),
-                Some(Err(e)) => {
-                    Metrics::inc(&metrics.auth_reload_errors);
-                    tracing::error!(error = %e, "auth reload failed; keeping previous credentials");
-                }
-                None => {}
-            }
-        }
-    })
+impl Reloadable for AuthState {
+    fn name(&self) -> &'static str {
+        "auth file"
+    }
+
+    fn reload(&self) -> Result<(), String> {
+        AuthState::reload(self).map_err(|e| e.to_string())
+    }
+
+    fn reload_if_changed(&self) -> Option<Result<(), String>> {
+        AuthState::reload_if_changed(self).map(|r| r.map_err(|e| e.to_string()))
+    }
+
+    fn counters<'m>(&self, m: &'m Metrics) -> (&'m AtomicU64, &'m AtomicU64) {
+        (&m.auth_reloads, &m.auth_reload_errors)
+    }
 }
 
 /// Limits of [`RateLimiter`].

@@ -20,7 +20,8 @@ pub const EXAMPLE: &str = r#"EXAMPLE:
   max_cache_size = "200GiB"
   max_object_size = "5GiB"
   max_age = "14d"
-  tls_cert = "/etc/rift/tls/cert.pem"   # HTTPS, TLS 1.3 only (omit both for plain HTTP)
+  tls_cert = "/etc/rift/tls/cert.pem"   # HTTPS, TLS 1.3 only (omit both for plain HTTP);
+                                        # reloaded on SIGHUP or when the files change
   tls_key = "/etc/rift/tls/key.pem"
   docker_listen = "0.0.0.0:2375"
   docker_upstream = "unix:///var/run/docker.sock"
@@ -84,7 +85,7 @@ pub struct Cli {
     /// Accepted clock difference for SigV4 requests [default: 15m].
     #[arg(long, env = "RIFT_CLOCK_SKEW")]
     pub clock_skew: Option<String>,
-    /// How often the auth file is checked for changes [default: 2s].
+    /// How often the auth file and the TLS certificate are checked for changes [default: 2s].
     #[arg(long, env = "RIFT_AUTH_RELOAD_INTERVAL")]
     pub auth_reload_interval: Option<String>,
     /// Auth failures per client IP within the window before a lockout; 0 disables [default: 20].

@@ -24,6 +24,7 @@ pub mod error;
 pub mod metrics;
 pub mod multipart;
 pub mod origin;
+pub mod reload;
 pub mod s3;
 pub mod server;
 pub mod sigv4;

@@ -23,6 +23,10 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     /// Connections dropped because their TLS handshake failed or timed out.
     pub tls_handshake_failures: AtomicU64,
+    /// TLS certificate reloads that succeeded.
+    pub tls_reloads: AtomicU64,
+    /// TLS certificate reloads that failed (the previous certificate stays in force).
+    pub tls_reload_errors: AtomicU64,
     /// Uploads that did not complete (cut connection, bad checksum, too large).
     pub uploads_aborted: AtomicU64,
     /// Uploads committed to the cache.
@@ -67,7 +71,7 @@ impl Metrics {
 
     /// Renders all counters and the given gauges in the Prometheus text format.
     pub fn render(&self, gauges: StoreGauges) -> String {
-        let counters: [(&str, &str, &AtomicU64); 17] = [
+        let counters: [(&str, &str, &AtomicU64); 19] = [
             (
                 "rift_cache_hits_total",
                 "Object reads served from the local cache.",
@@ -102,6 +106,16 @@ impl Metrics {
                 "rift_tls_handshake_failures_total",
                 "Connections whose TLS handshake failed or timed out.",
                 &self.tls_handshake_failures,
+            ),
+            (
+                "rift_tls_reloads_total",
+                "TLS certificate reloads that succeeded.",
+                &self.tls_reloads,
+            ),
+            (
+                "rift_tls_reload_errors_total",
+                "TLS certificate reloads that failed (the previous one stays in force).",
+                &self.tls_reload_errors,
             ),
             (
                 "rift_rate_limited_total",

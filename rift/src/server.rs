@@ -23,14 +23,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::either::Either;
 
-use crate::auth::{spawn_reloader, AuthFileError, AuthState, RateLimitConfig, RateLimiter};
+use crate::auth::{AuthFileError, AuthState, RateLimitConfig, RateLimiter};
 use crate::config::Config;
 use crate::error::{empty, full, ApiError, Body, BoxError};
 use crate::metrics::Metrics;
 use crate::origin::Origin;
+use crate::reload::{spawn_reloader, Reloadable};
 use crate::s3::{self, ListParams, ListVersion, RangeSpec};
 use crate::sigv4::{self, PayloadHash, SigRequest};
 use crate::store::{PutOptions, Store, StoreConfig, StoreError};
+use crate::tls::{server_config, CertStore};
 
 /// The bucket behind the plain `/cache/{key}` endpoint (also reachable through the S3 API).
 pub const PLAIN_BUCKET: &str = "cache";
@@ -144,10 +146,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))??;
     let auth = Arc::new(AuthState::load(&config.auth_file)?);
-    let tls = match &config.tls {
-        Some(files) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
-            files,
-        )?)),
+    let certs = match &config.tls {
+        Some(files) => Some(Arc::new(CertStore::load(files)?)),
+        None => None,
+    };
+    let tls = match &certs {
+        Some(c) => Some(tokio_rustls::TlsAcceptor::from(server_config(Arc::clone(
+            c,
+        ))?)),
         None => None,
     };
     let main = bind(config.listen).await?;
@@ -186,9 +192,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         created_buckets: Mutex::new(BTreeSet::new()),
     });
     let (tx, rx) = watch::channel(false);
+    let mut reloadable: Vec<Arc<dyn Reloadable>> = vec![Arc::clone(&state.auth) as _];
+    if let Some(c) = certs {
+        reloadable.push(c);
+    }
     let mut tasks = vec![
         spawn_reloader(
-            Arc::clone(&state.auth),
+            reloadable,
             state.config.auth_reload_interval,
             Arc::clone(&state.metrics),
             rx.clone(),

@@ -1,12 +1,20 @@
 //! TLS for Rift's listeners (Property 35): rustls, TLS 1.3 only, the certificate chain and
-//! private key read from PEM files. Without them Rift speaks plain HTTP (for a TLS-terminating
-//! proxy in front, or a trusted network).
+//! private key read from PEM files — and read again on `SIGHUP` or when the files change, so
+//! a renewed certificate is served without a restart. Without them Rift speaks plain HTTP
+//! (for a TLS-terminating proxy in front, or a trusted network).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
 
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::metrics::Metrics;
+use crate::reload::{file_stamp, Reloadable, Stamp};
 
 /// The PEM files of the server's certificate chain and private key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +57,78 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-/// Builds the server configuration: TLS 1.3 only, ALPN `http/1.1`.
-pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// The certificate in force, replaceable while serving.
+#[derive(Debug)]
+pub struct CertStore {
+    files: TlsFiles,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<CertifiedKey>>,
+    stamps: Mutex<(Stamp, Stamp)>,
+}
+
+impl CertStore {
+    /// Loads the certificate and key (they must belong together).
+    pub fn load(files: &TlsFiles) -> Result<CertStore, TlsError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let stamps = (file_stamp(&files.cert), file_stamp(&files.key));
+        let key = certified_key(files, &provider)?;
+        Ok(CertStore {
+            files: files.clone(),
+            provider,
+            current: RwLock::new(Arc::new(key)),
+            stamps: Mutex::new(stamps),
+        })
+    }
+
+    /// Loads the files again; on error the certificate in force stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let stamps = (file_stamp(&self.files.cert), file_stamp(&self.files.key));
+        let key = Arc::new(certified_key(&self.files, &self.provider)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = key;
+        *self.stamps.lock().unwrap_or_else(|p| p.into_inner()) = stamps;
+        tracing::info!(cert = %self.files.cert.display(), "TLS certificate loaded");
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(
+            &self.current.read().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
+}
+
+impl Reloadable for CertStore {
+    fn name(&self) -> &'static str {
+        "TLS certificate"
+    }
+
+    fn reload(&self) -> Result<(), String> {
+        CertStore::reload(self).map_err(|e| e.to_string())
+    }
+
+    fn reload_if_changed(&self) -> Option<Result<(), String>> {
+        let now = (file_stamp(&self.files.cert), file_stamp(&self.files.key));
+        {
+            let mut last = self.stamps.lock().unwrap_or_else(|p| p.into_inner());
+            if now.0.is_none() || now.1.is_none() || now == *last {
+                return None;
+            }
+            // Tried once per change: a renewal that writes the files one at a time fails
+            // between the two writes and succeeds after the second; a broken pair is
+            // reported once, not at every poll.
+            *last = now;
+        }
+        Some(Reloadable::reload(self))
+    }
+
+    fn counters<'m>(&self, m: &'m Metrics) -> (&'m AtomicU64, &'m AtomicU64) {
+        (&m.tls_reloads, &m.tls_reload_errors)
+    }
+}
+
+fn certified_key(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
     let pem = read(&files.cert)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
@@ -68,11 +146,15 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
         path: files.key.clone(),
         what: format!("no usable private key ({e})"),
     })?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    Ok(CertifiedKey::from_der(certs, key, provider)?)
+}
+
+/// The server configuration over `store`: TLS 1.3 only, ALPN `http/1.1`.
+pub fn server_config(store: Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::clone(&store.provider))
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+        .with_cert_resolver(store);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

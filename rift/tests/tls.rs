@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use rift::tls::{server_config, TlsError, TlsFiles};
+use rift::tls::{CertStore, TlsError, TlsFiles};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -30,6 +30,32 @@ fn pki(dir: &Path) -> Pki {
     }
 }
 
+/// A Rift serving HTTPS with a fresh certificate (kept in `_certs`).
+struct TlsServer {
+    s: TestServer,
+    pki: Pki,
+    base: String,
+    _certs: tempfile::TempDir,
+}
+
+async fn tls_server(tweak: impl FnOnce(&mut rift::Config)) -> TlsServer {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = pki(certs.path());
+    let files = pki.files.clone();
+    let s = start(move |c| {
+        c.tls = Some(files);
+        tweak(c);
+    })
+    .await;
+    let base = format!("https://{}", s.running().addr);
+    TlsServer {
+        s,
+        pki,
+        base,
+        _certs: certs,
+    }
+}
+
 fn https_client(ca_pem: &str, max: Option<reqwest::tls::Version>) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
         .use_rustls_tls()
@@ -46,11 +72,9 @@ fn https_client(ca_pem: &str, max: Option<reqwest::tls::Version>) -> reqwest::Cl
 #[tokio::test]
 async fn cache_over_https_and_only_tls_13() {
     tokio::time::timeout(LIMIT, async {
-        let certs = tempfile::tempdir().unwrap();
-        let pki = pki(certs.path());
-        let files = pki.files.clone();
-        let mut s = start(move |c| c.tls = Some(files)).await;
-        let base = format!("https://{}", s.running().addr);
+        let TlsServer {
+            mut s, pki, base, ..
+        } = tls_server(|_| {}).await;
         let client = https_client(&pki.ca_pem, None);
 
         let health = client.get(format!("{base}/health")).send().await.unwrap();
@@ -135,13 +159,10 @@ async fn cache_over_https_and_only_tls_13() {
 async fn aws_cli_over_https() {
     tokio::time::timeout(LIMIT, async {
         require_program("aws", "pip install awscli");
-        let certs = tempfile::tempdir().unwrap();
-        let pki = pki(certs.path());
-        let ca = certs.path().join("ca.pem");
-        std::fs::write(&ca, &pki.ca_pem).unwrap();
-        let files = pki.files.clone();
-        let mut s = start(move |c| c.tls = Some(files)).await;
+        let TlsServer { mut s, pki, .. } = tls_server(|_| {}).await;
         let home = tempfile::tempdir().unwrap();
+        let ca = home.path().join("ca.pem");
+        std::fs::write(&ca, &pki.ca_pem).unwrap();
         std::fs::write(
             home.path().join("config"),
             "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
@@ -183,14 +204,8 @@ async fn aws_cli_over_https() {
 #[tokio::test]
 async fn silent_handshakes_time_out_and_never_hold_up_shutdown() {
     tokio::time::timeout(LIMIT, async {
-        let certs = tempfile::tempdir().unwrap();
-        let pki = pki(certs.path());
-        let files = pki.files.clone();
-        let mut s = start(move |c| {
-            c.tls = Some(files);
-            c.header_read_timeout = Duration::from_millis(500);
-        })
-        .await;
+        let TlsServer { mut s, .. } =
+            tls_server(|c| c.header_read_timeout = Duration::from_millis(500)).await;
         // A client that connects and never says hello is dropped at the head timeout.
         let mut idle = tokio::net::TcpStream::connect(s.running().addr)
             .await
@@ -208,8 +223,7 @@ async fn silent_handshakes_time_out_and_never_hold_up_shutdown() {
 
         // A connection still shaking hands when shutdown starts does not wait for the
         // grace period (10 s in these tests).
-        let files = pki.files.clone();
-        let mut s = start(move |c| c.tls = Some(files)).await;
+        let TlsServer { mut s, .. } = tls_server(|_| {}).await;
         let _pending = tokio::net::TcpStream::connect(s.running().addr)
             .await
             .unwrap();
@@ -224,6 +238,70 @@ async fn silent_handshakes_time_out_and_never_hold_up_shutdown() {
     })
     .await
     .expect("bounded in time");
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    tokio::time::timeout(LIMIT, async {
+        let TlsServer {
+            mut s,
+            pki: old,
+            base,
+            _certs,
+        } = tls_server(|_| {}).await;
+        assert_eq!(health(&old.ca_pem, &base).await.unwrap(), 200);
+
+        // Renewal: a new certificate and key written over the old files (as certbot or a
+        // secret mount does); the poller (100 ms in these tests) picks them up.
+        let renewed = tempfile::tempdir().unwrap();
+        let new = pki(renewed.path());
+        std::fs::copy(&new.files.cert, &old.files.cert).unwrap();
+        std::fs::copy(&new.files.key, &old.files.key).unwrap();
+        let switched = async {
+            loop {
+                if let Ok(status) = health(&new.ca_pem, &base).await {
+                    break status;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let status = tokio::time::timeout(Duration::from_secs(10), switched)
+            .await
+            .expect("the renewed certificate is served");
+        assert_eq!(status, 200);
+        assert!(
+            health(&old.ca_pem, &base).await.is_err(),
+            "the old certificate is still served"
+        );
+        assert!(s.metric(|m| &m.tls_reloads) >= 1);
+
+        // A broken renewal (a key that is not the certificate's) keeps the one in force.
+        let other = tempfile::tempdir().unwrap();
+        let stray = pki(other.path());
+        let errors = s.metric(|m| &m.tls_reload_errors);
+        std::fs::copy(&stray.files.key, &old.files.key).unwrap();
+        let failed = async {
+            while s.metric(|m| &m.tls_reload_errors) == errors {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), failed)
+            .await
+            .expect("the mismatched pair is refused");
+        assert_eq!(health(&new.ca_pem, &base).await.unwrap(), 200);
+        s.stop().await;
+    })
+    .await
+    .expect("bounded in time");
+}
+
+/// `GET /health` on a new connection from a client that trusts only `ca_pem`.
+async fn health(ca_pem: &str, base: &str) -> reqwest::Result<reqwest::StatusCode> {
+    https_client(ca_pem, None)
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .map(|r| r.status())
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -245,19 +323,19 @@ fn unusable_certificates_are_clear_errors() {
         cert: dir.path().join("nope.pem"),
         key: a.files.key.clone(),
     };
-    let e = server_config(&missing).unwrap_err();
+    let e = CertStore::load(&missing).unwrap_err();
     assert!(matches!(e, TlsError::Read { .. }), "{e}");
     assert!(e.to_string().contains("nope.pem"), "{e}");
 
     let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "not a certificate\n").unwrap();
-    let e = server_config(&TlsFiles {
+    let e = CertStore::load(&TlsFiles {
         cert: empty.clone(),
         key: a.files.key.clone(),
     })
     .unwrap_err();
     assert!(e.to_string().contains("no CERTIFICATE section"), "{e}");
-    let e = server_config(&TlsFiles {
+    let e = CertStore::load(&TlsFiles {
         cert: a.files.cert.clone(),
         key: empty,
     })
@@ -265,13 +343,13 @@ fn unusable_certificates_are_clear_errors() {
     assert!(e.to_string().contains("no usable private key"), "{e}");
 
     // The key of another certificate.
-    let e = server_config(&TlsFiles {
+    let e = CertStore::load(&TlsFiles {
         cert: a.files.cert.clone(),
         key: b.files.key.clone(),
     })
     .unwrap_err();
     assert!(matches!(e, TlsError::Rustls(_)), "{e}");
-    assert!(server_config(&a.files).is_ok());
+    assert!(CertStore::load(&a.files).is_ok());
 }
 
 fn subdir(dir: &Path, name: &str) -> std::path::PathBuf {
