@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::metrics::Metrics;
-use crate::reload::{file_stamp, Reloadable, Stamp};
+use crate::reload::{Reloadable, Watched};
 use std::sync::atomic::AtomicU64;
 
 /// Errors loading the auth file.
@@ -147,13 +147,13 @@ impl Credentials {
 pub struct AuthState {
     path: PathBuf,
     creds: RwLock<Arc<Credentials>>,
-    stamp: Mutex<Stamp>,
+    watched: Watched,
 }
 
 impl AuthState {
     /// Loads the auth file.
     pub fn load(path: &Path) -> Result<Self, AuthFileError> {
-        let stamp = file_stamp(path);
+        let watched = Watched::new(vec![path.to_path_buf()]);
         let text = std::fs::read_to_string(path).map_err(|source| AuthFileError::Read {
             path: path.to_path_buf(),
             source,
@@ -162,7 +162,7 @@ impl AuthState {
         Ok(AuthState {
             path: path.to_path_buf(),
             creds: RwLock::new(Arc::new(creds)),
-            stamp: Mutex::new(stamp),
+            watched,
         })
     }
 
@@ -176,7 +176,6 @@ impl AuthState {
 
     /// Re-reads the file. On error the previous credentials stay in force.
     pub fn reload(&self) -> Result<(), AuthFileError> {
-        let stamp = file_stamp(&self.path);
         let text = std::fs::read_to_string(&self.path).map_err(|source| AuthFileError::Read {
             path: self.path.clone(),
             source,
@@ -187,20 +186,8 @@ impl AuthState {
             Ok(mut g) => *g = Arc::new(creds),
             Err(p) => *p.into_inner() = Arc::new(creds),
         }
-        *self.stamp.lock().unwrap_or_else(|p| p.into_inner()) = stamp;
         tracing::info!(path = %self.path.display(), tokens = t, s3_keys = k, "auth file reloaded");
         Ok(())
-    }
-
-    /// Reloads if the file's modification time or size changed since the last load.
-    pub fn reload_if_changed(&self) -> Option<Result<(), AuthFileError>> {
-        let now = file_stamp(&self.path);
-        let last = *self.stamp.lock().unwrap_or_else(|p| p.into_inner());
-        if now.is_some() && now != last {
-            Some(self.reload())
-        } else {
-            None
-        }
     }
 }
 
@@ -213,8 +200,8 @@ impl Reloadable for AuthState {
         AuthState::reload(self).map_err(|e| e.to_string())
     }
 
-    fn reload_if_changed(&self) -> Option<Result<(), String>> {
-        AuthState::reload_if_changed(self).map(|r| r.map_err(|e| e.to_string()))
+    fn watched(&self) -> &Watched {
+        &self.watched
     }
 
     fn counters<'m>(&self, m: &'m Metrics) -> (&'m AtomicU64, &'m AtomicU64) {

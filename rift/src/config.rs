@@ -49,9 +49,11 @@ pub const EXAMPLE: &str = r#"EXAMPLE:
       BucketName = "runner-cache"
       Insecure = false  # HTTPS; true when Rift runs without tls_cert
 
-  Plain cache:  curl -H "Authorization: Bearer glrt-..." -T file http://rift:9000/cache/some/key
+  Plain cache:  curl -H "Authorization: Bearer glrt-..." -T file https://rift:9000/cache/some/key
+                (add --cacert ca.pem for a private CA; http:// when Rift runs without tls_cert)
   Docker proxy: DOCKER_HOST=tcp://rift:2375 with {"HttpHeaders":{"X-Rift-Token":"glrt-..."}}
-                in $DOCKER_CONFIG/config.json
+                in $DOCKER_CONFIG/config.json; with tls_cert, run
+                `docker --tlsverify --tlscacert=ca.pem ...` (no client certificate needed)
 "#;
 
 /// Rift: the runner cache server (S3-compatible cache, runner-token auth, Docker API proxy).

@@ -146,16 +146,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))??;
     let auth = Arc::new(AuthState::load(&config.auth_file)?);
-    let certs = match &config.tls {
-        Some(files) => Some(Arc::new(CertStore::load(files)?)),
-        None => None,
-    };
-    let tls = match &certs {
-        Some(c) => Some(tokio_rustls::TlsAcceptor::from(server_config(Arc::clone(
-            c,
-        ))?)),
-        None => None,
-    };
+    let certs = config
+        .tls
+        .as_ref()
+        .map(CertStore::load)
+        .transpose()?
+        .map(Arc::new);
+    let tls = certs
+        .clone()
+        .map(server_config)
+        .transpose()?
+        .map(tokio_rustls::TlsAcceptor::from);
     let main = bind(config.listen).await?;
     let docker = match config.docker_listen {
         Some(a) => Some(bind(a).await?),
@@ -294,14 +295,13 @@ async fn serve<F, Fut>(
                                 };
                                 match result {
                                     Ok(Ok(s)) => Either::Right(s),
-                                    Ok(Err(e)) => {
+                                    failed => {
                                         Metrics::inc(&metrics.tls_handshake_failures);
-                                        tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
-                                        return;
-                                    }
-                                    Err(_) => {
-                                        Metrics::inc(&metrics.tls_handshake_failures);
-                                        tracing::debug!(client = %peer, "TLS handshake timed out");
+                                        let error = match failed {
+                                            Ok(Err(e)) => e.to_string(),
+                                            _ => "timed out".into(),
+                                        };
+                                        tracing::debug!(client = %peer, %error, "TLS handshake failed");
                                         return;
                                     }
                                 }

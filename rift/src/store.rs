@@ -791,7 +791,11 @@ impl Store {
                 other => other,
             };
             renamed.map_err(|e| StoreError::io(&dest, e))?;
-            let shard = dest.parent().map(Path::to_path_buf);
+            let shard = if self.cfg.fsync {
+                dest.parent().map(Path::to_path_buf)
+            } else {
+                None
+            };
             let mut victims = Vec::new();
             if let Some(old) = idx.insert(
                 meta.key.clone(),
@@ -811,7 +815,7 @@ impl Store {
         };
         self.delete_files(victims);
         // The rename is durable only once its directory is synced (outside the index lock).
-        if let (true, Some(dir)) = (self.cfg.fsync, shard) {
+        if let Some(dir) = shard {
             if let Err(e) = fs::File::open(&dir).and_then(|d| d.sync_all()) {
                 tracing::warn!(dir = %dir.display(), error = %e, "could not sync the object's directory");
             }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -14,7 +14,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::metrics::Metrics;
-use crate::reload::{file_stamp, Reloadable, Stamp};
+use crate::reload::{Reloadable, Watched};
 
 /// The PEM files of the server's certificate chain and private key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,29 +63,27 @@ pub struct CertStore {
     files: TlsFiles,
     provider: Arc<CryptoProvider>,
     current: RwLock<Arc<CertifiedKey>>,
-    stamps: Mutex<(Stamp, Stamp)>,
+    watched: Watched,
 }
 
 impl CertStore {
     /// Loads the certificate and key (they must belong together).
     pub fn load(files: &TlsFiles) -> Result<CertStore, TlsError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let stamps = (file_stamp(&files.cert), file_stamp(&files.key));
+        let watched = Watched::new(vec![files.cert.clone(), files.key.clone()]);
         let key = certified_key(files, &provider)?;
         Ok(CertStore {
             files: files.clone(),
             provider,
             current: RwLock::new(Arc::new(key)),
-            stamps: Mutex::new(stamps),
+            watched,
         })
     }
 
     /// Loads the files again; on error the certificate in force stays.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let stamps = (file_stamp(&self.files.cert), file_stamp(&self.files.key));
         let key = Arc::new(certified_key(&self.files, &self.provider)?);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = key;
-        *self.stamps.lock().unwrap_or_else(|p| p.into_inner()) = stamps;
         tracing::info!(cert = %self.files.cert.display(), "TLS certificate loaded");
         Ok(())
     }
@@ -108,19 +106,8 @@ impl Reloadable for CertStore {
         CertStore::reload(self).map_err(|e| e.to_string())
     }
 
-    fn reload_if_changed(&self) -> Option<Result<(), String>> {
-        let now = (file_stamp(&self.files.cert), file_stamp(&self.files.key));
-        {
-            let mut last = self.stamps.lock().unwrap_or_else(|p| p.into_inner());
-            if now.0.is_none() || now.1.is_none() || now == *last {
-                return None;
-            }
-            // Tried once per change: a renewal that writes the files one at a time fails
-            // between the two writes and succeeds after the second; a broken pair is
-            // reported once, not at every poll.
-            *last = now;
-        }
-        Some(Reloadable::reload(self))
+    fn watched(&self) -> &Watched {
+        &self.watched
     }
 
     fn counters<'m>(&self, m: &'m Metrics) -> (&'m AtomicU64, &'m AtomicU64) {

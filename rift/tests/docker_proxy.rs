@@ -128,12 +128,23 @@ fn spawn_engine(socket: &Path, seen: Seen) -> tokio::task::JoinHandle<()> {
 }
 
 async fn docker(args: &[&str], host: &str, config_dir: &Path) -> std::process::Output {
+    docker_with(&[], args, host, config_dir).await
+}
+
+/// The Docker CLI with global options `global` (e.g. `--tlsverify`) before the command.
+async fn docker_with(
+    global: &[&str],
+    args: &[&str],
+    host: &str,
+    config_dir: &Path,
+) -> std::process::Output {
     let bin = require_program(
         "docker",
         "the Docker CLI (Debian package docker.io, or docker-ce-cli)",
     );
     let mut cmd = tokio::process::Command::new(bin);
-    cmd.args(args)
+    cmd.args(global)
+        .args(args)
         .env("DOCKER_HOST", host)
         .env("DOCKER_CONFIG", config_dir)
         .env_remove("DOCKER_CONTEXT")
@@ -228,6 +239,51 @@ async fn docker_cli_through_rift() {
             "refused requests reached the upstream"
         );
         assert!(s.metric(|m| &m.auth_failures) >= 4);
+    })
+    .await
+    .expect("bounded in time");
+}
+
+#[tokio::test]
+async fn docker_cli_through_rift_over_tls() {
+    tokio::time::timeout(LIMIT, async {
+        let tmp = tempfile::tempdir().unwrap();
+        let socket = tmp.path().join("engine.sock");
+        let seen: Seen = Arc::default();
+        let _engine = spawn_engine(&socket, Arc::clone(&seen));
+        let pki = common::pki(tmp.path());
+        let ca = tmp.path().join("ca.pem");
+        std::fs::write(&ca, &pki.ca_pem).unwrap();
+        let (sock, files) = (socket.clone(), pki.files.clone());
+        let s = start(move |c| {
+            c.docker_listen = Some("127.0.0.1:0".parse().unwrap());
+            c.docker_upstream = Some(rift::config::DockerUpstream::Unix(sock));
+            c.tls = Some(files);
+        })
+        .await;
+        let host = format!("tcp://{}", s.running().docker_addr.unwrap());
+        let with_token = config_dir(tmp.path(), "good", Some(TOKEN));
+        let ca_flag = format!("--tlscacert={}", ca.display());
+        // `--tlsverify` with only the CA: the server is verified, no client certificate.
+        let out = docker_with(
+            &["--tlsverify", &ca_flag],
+            &["version", "--format", "{{.Server.Version}}"],
+            &host,
+            &with_token,
+        )
+        .await;
+        assert!(out.status.success(), "docker over TLS failed: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), ENGINE_VERSION);
+        // Plain TCP to the TLS listener does not get through.
+        let before = seen.lock().unwrap().len();
+        let out = docker(
+            &["version", "--format", "{{.Server.Version}}"],
+            &host,
+            &with_token,
+        )
+        .await;
+        assert!(!out.status.success(), "plain TCP was served: {out:?}");
+        assert_eq!(seen.lock().unwrap().len(), before);
     })
     .await
     .expect("bounded in time");

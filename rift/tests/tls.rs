@@ -11,25 +11,6 @@ use rift::tls::{CertStore, TlsError, TlsFiles};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-struct Pki {
-    files: TlsFiles,
-    ca_pem: String,
-}
-
-/// A self-signed certificate for 127.0.0.1 and localhost, written under `dir`.
-fn pki(dir: &Path) -> Pki {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
-        .expect("certificate");
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-    Pki {
-        files: TlsFiles { cert, key },
-        ca_pem: ck.cert.pem(),
-    }
-}
-
 /// A Rift serving HTTPS with a fresh certificate (kept in `_certs`).
 struct TlsServer {
     s: TestServer,

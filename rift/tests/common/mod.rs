@@ -275,3 +275,25 @@ impl Aws<'_> {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
+
+/// A server certificate and key on disk, and the PEM a client trusts it by.
+pub struct Pki {
+    /// The files Rift is started with.
+    pub files: rift::tls::TlsFiles,
+    /// The (self-signed) certificate, for clients.
+    pub ca_pem: String,
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, written under `dir`.
+pub fn pki(dir: &Path) -> Pki {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("certificate");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    Pki {
+        files: rift::tls::TlsFiles { cert, key },
+        ca_pem: ck.cert.pem(),
+    }
+}
