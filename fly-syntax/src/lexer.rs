@@ -361,7 +361,9 @@ impl<'s> Driver<'s> {
                                      quote the value if it is meant as a string",
                                 ),
                             );
-                        } else if text.parse::<f64>().is_ok_and(f64::is_infinite) {
+                        } else if (text.contains(['e', 'E']) || text.len() > 300)
+                            && text.parse::<f64>().is_ok_and(f64::is_infinite)
+                        {
                             self.error(
                                 Diagnostic::error(
                                     codes::INVALID_NUMBER,

@@ -60,6 +60,24 @@ fn parse(url: &str) -> Parsed<'_> {
     }
 }
 
+/// A true/false URL parameter (`true`, `1`, `false`, `0`), `default` when absent.
+pub(crate) fn flag(
+    url: &str,
+    query: &HashMap<String, String>,
+    name: &str,
+    default: bool,
+) -> Result<bool> {
+    match query.get(name).map(String::as_str) {
+        None => Ok(default),
+        Some("true" | "1") => Ok(true),
+        Some("false" | "0") => Ok(false),
+        Some(other) => Err(StateError::BadUrl {
+            url: url.into(),
+            reason: format!("`{name}` must be true or false, not `{other}`"),
+        }),
+    }
+}
+
 fn unknown_params(url: &str, p: &Parsed<'_>, known: &[&str]) -> Result<()> {
     if let Some(k) = p.query.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(StateError::BadUrl {
@@ -145,7 +163,7 @@ pub async fn open_state(url: &str, opts: &OpenOptions) -> Result<Box<dyn StateSt
                 opts.read_only,
                 max_tx,
             );
-            let create = p.query.get("create_tables").map(String::as_str) != Some("false");
+            let create = flag(url, &p.query, "create_tables", true)?;
             if create && !opts.read_only {
                 store.ensure_tables().await?;
             }
@@ -156,9 +174,8 @@ pub async fn open_state(url: &str, opts: &OpenOptions) -> Result<Box<dyn StateSt
             use crate::ydb_store::{Auth, YdbStore, YdbUrl, URL_PARAMS};
             unknown_params(url, &p, URL_PARAMS)?;
             let parsed = YdbUrl::parse(url, p.rest, &p.query)?;
-            let secure = parsed.endpoint.starts_with("grpcs://");
             let create = parsed.create_tables;
-            let auth = Auth::from_env(|k| std::env::var(k).ok(), secure);
+            let auth = Auth::from_env(|k| std::env::var(k).ok(), parsed.secure);
             let store = YdbStore::connect(parsed, auth, opts.read_only).await?;
             if create && !opts.read_only {
                 store.ensure_tables().await?;

@@ -89,14 +89,10 @@ impl SqliteStore {
         let mut out = Vec::new();
         for row in rows {
             let (version, text) = row.map_err(|e| self.err(e))?;
-            out.push(item(table, version, &text)?);
+            out.push(Item::from_json(table, version as u64, &text)?);
         }
         Ok(out)
     }
-}
-
-fn item(table: Table, version: i64, text: &str) -> Result<Item> {
-    Item::from_json(table, version as u64, text)
 }
 
 fn create_schema(c: &Connection) -> rusqlite::Result<()> {
@@ -134,7 +130,8 @@ impl StateStore for SqliteStore {
                 .optional()
             })
             .map_err(|e| self.err(e))?;
-        row.map(|(v, text)| item(table, v, &text)).transpose()
+        row.map(|(v, text)| Item::from_json(table, v as u64, &text))
+            .transpose()
     }
 
     async fn scan(&self, table: Table) -> Result<Vec<Item>> {
@@ -186,10 +183,7 @@ impl StateStore for SqliteStore {
                 ))
                 .and_then(|mut s| s.query_row(params![pk, sk_col], |r| r.get(0)).optional())
                 .map_err(|e| self.err(e))?;
-            let expect = match w {
-                Write::Put { expect, .. } | Write::Delete { expect, .. } => *expect,
-            };
-            if !expect.holds(found.map(|f| f as u64)) {
+            if !w.expect().holds(found.map(|f| f as u64)) {
                 // Dropping `tx` rolls everything back.
                 return Err(StateError::Conflict {
                     table,

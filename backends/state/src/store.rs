@@ -93,6 +93,13 @@ impl Write {
         }
     }
 
+    /// What the write expects to find.
+    pub fn expect(&self) -> Expect {
+        match self {
+            Write::Put { expect, .. } | Write::Delete { expect, .. } => *expect,
+        }
+    }
+
     /// The key written, as `pk` or `pk/sk` (for messages).
     pub fn key(&self) -> Result<(String, Option<String>)> {
         match self {

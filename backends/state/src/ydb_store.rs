@@ -18,7 +18,7 @@
 
 use crate::error::{Result, StateError};
 use crate::model::Table;
-use crate::store::{key_of, show_key, Doc, Item, StateStore, Write};
+use crate::store::{show_key, Doc, Item, StateStore, Write};
 use async_trait::async_trait;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -175,14 +175,14 @@ impl Layout {
     }
 
     /// The current `row_version` of every key, as rows `(tbl, pk, sk, row_version)`.
-    pub fn read_versions(&self, keys: &BTreeSet<Key>) -> Statement {
+    pub fn read_versions(&self, keys: &BTreeSet<Key>) -> Result<Statement> {
         let mut s = Statement::new();
         let mut selects = Vec::new();
         for (i, (table, rows)) in group_by_table(keys).into_iter().enumerate() {
             s.param(
                 &format!("keys{i}"),
                 &format!("List<{KEY_TYPE}>"),
-                list(rows),
+                list(rows)?,
             );
             selects.push(format!(
                 "SELECT \"{table}\"u AS tbl, t.pk AS pk, t.sk AS sk, t.row_version AS row_version\n\
@@ -192,14 +192,14 @@ impl Layout {
             ));
         }
         s.line(&format!("{};", selects.join("\nUNION ALL\n")));
-        s
+        Ok(s)
     }
 
     /// The deletes and upserts of a resolved transaction (`None` when there is nothing to
     /// write). A key is either deleted or upserted, never both, and each table's `DELETE ON`
     /// comes before its `UPSERT` (older YDB versions refuse a `DELETE` on a table already
     /// changed in the same transaction).
-    pub fn write(&self, effects: &Effects) -> Option<Statement> {
+    pub fn write(&self, effects: &Effects) -> Result<Option<Statement>> {
         let mut dels: BTreeMap<Table, Vec<Value>> = BTreeMap::new();
         for (table, pk, sk) in &effects.deletes {
             dels.entry(*table).or_default().push(key_struct(pk, sk));
@@ -214,7 +214,7 @@ impl Layout {
         for (i, table) in tables.into_iter().enumerate() {
             if let Some(rows) = dels.remove(&table) {
                 let name = format!("del{i}");
-                s.param(&name, &format!("List<{KEY_TYPE}>"), list(rows));
+                s.param(&name, &format!("List<{KEY_TYPE}>"), list(rows)?);
                 s.line(&format!(
                     "DELETE FROM {} ON SELECT * FROM AS_TABLE(${name});",
                     self.path(table)
@@ -222,14 +222,14 @@ impl Layout {
             }
             if let Some(rows) = puts.remove(&table) {
                 let name = format!("put{i}");
-                s.param(&name, &format!("List<{}>", row_type(table)), list(rows));
+                s.param(&name, &format!("List<{}>", row_type(table)), list(rows)?);
                 s.line(&format!(
                     "UPSERT INTO {} SELECT * FROM AS_TABLE(${name});",
                     self.path(table)
                 ));
             }
         }
-        (!s.params.is_empty()).then_some(s)
+        Ok((!s.params.is_empty()).then_some(s))
     }
 }
 
@@ -277,10 +277,10 @@ fn row_struct(table: Table, pk: &str, sk: &str, version: u64, doc: &Doc) -> Valu
 }
 
 /// A list parameter; never empty (statements only declare lists they fill).
-fn list(rows: Vec<Value>) -> Value {
+fn list(rows: Vec<Value>) -> Result<Value> {
     let example = rows.first().cloned().unwrap_or(Value::Null);
-    // Every row is built by the same function, so the shapes agree.
-    Value::list_from(example, rows).unwrap_or(Value::Null)
+    Value::list_from(example, rows)
+        .map_err(|e| StateError::Invalid(format!("YDB list parameter: {}", explain(&e))))
 }
 
 /// What a transaction does once its expectations held: the final state of every key it
@@ -311,10 +311,7 @@ pub fn resolve(writes: &[Write], found: &BTreeMap<Key, u64>) -> Result<Effects> 
             Some(v) => *v,
             None => found.get(&key).copied(),
         };
-        let expect = match w {
-            Write::Put { expect, .. } | Write::Delete { expect, .. } => *expect,
-        };
-        if !expect.holds(current) {
+        if !w.expect().holds(current) {
             let sk = (!key.2.is_empty()).then_some(key.2.as_str());
             return Err(StateError::Conflict {
                 table: key.0,
@@ -406,6 +403,8 @@ impl Auth {
 pub struct YdbUrl {
     /// `grpcs://HOST:PORT` or `grpc://HOST:PORT`.
     pub endpoint: String,
+    /// TLS (`grpcs`).
+    pub secure: bool,
     /// The database path (`/local`, `/ru-central1/b1g…/etn…`).
     pub database: String,
     /// Tables live under `DATABASE/PREFIX/`.
@@ -436,14 +435,7 @@ impl YdbUrl {
             url: url.into(),
             reason,
         };
-        let flag = |name: &str, default: bool| match query.get(name).map(String::as_str) {
-            None => Ok(default),
-            Some("true" | "1") => Ok(true),
-            Some("false" | "0") => Ok(false),
-            Some(other) => Err(bad(format!(
-                "`{name}` must be true or false, not `{other}`"
-            ))),
-        };
+        let flag = |name: &str, default: bool| crate::open::flag(url, query, name, default);
         let secure = flag("secure", true)?;
         let (host, database) = rest.split_once('/').unwrap_or((rest, ""));
         if host.is_empty() {
@@ -477,6 +469,7 @@ impl YdbUrl {
             .map_err(|e| bad(e.to_string()))?;
         Ok(YdbUrl {
             endpoint: format!("{}://{host}", if secure { "grpcs" } else { "grpc" }),
+            secure,
             database: format!("/{database}"),
             layout,
             timeout,
@@ -499,6 +492,10 @@ impl YdbUrl {
         s
     }
 }
+
+/// A transaction (two queries and the retries after broken locks) may take this many times
+/// the URL's `timeout`.
+const TRANSACTION_TIMEOUTS: u32 = 3;
 
 /// A state store on YDB.
 pub struct YdbStore {
@@ -716,13 +713,14 @@ fn version_of(mut row: ydb::Row) -> Result<(Key, u64)> {
     let version = uint(column(&mut row, "row_version")?);
     match (table, pk, sk, version) {
         (Some(t), Some(pk), Some(sk), Some(v)) => Ok(((t, pk, sk), v)),
-        (t, ..) => Err(StateError::Corrupt {
-            table: t.unwrap_or(Table::Meta),
-            reason: format!(
-                "a row of `{}` without a key or row_version",
-                tbl.unwrap_or_default()
-            ),
+        (Some(table), ..) => Err(StateError::Corrupt {
+            table,
+            reason: "a row without a key or row_version".into(),
         }),
+        (None, ..) => Err(StateError::Invalid(format!(
+            "YDB answered a row of an unknown table `{}`",
+            tbl.unwrap_or_default()
+        ))),
     }
 }
 
@@ -769,12 +767,11 @@ impl StateStore for YdbStore {
         // Invalid writes are refused before anything is sent.
         let keys: BTreeSet<Key> = writes.iter().map(write_key).collect::<Result<_>>()?;
         for w in &writes {
-            if let Write::Put { table, doc, .. } = w {
-                key_of(*table, doc)?;
+            if let Write::Put { .. } = w {
                 w.new_version()?;
             }
         }
-        let read = self.url.layout.read_versions(&keys);
+        let read = self.url.layout.read_versions(&keys)?;
         let layout = &self.url.layout;
         // What the last attempt decided, kept outside the SDK's retry loop: a conflict or a
         // corrupt row is the answer even if ending the transaction then fails, and a failure
@@ -791,14 +788,17 @@ impl StateStore for YdbStore {
                     let rows = collect(tx, read, false).await?;
                     let found: Result<BTreeMap<Key, u64>> =
                         rows.into_iter().map(version_of).collect();
-                    match found.and_then(|found| resolve(writes, &found)) {
+                    let write = found
+                        .and_then(|found| resolve(writes, &found))
+                        .and_then(|effects| layout.write(&effects));
+                    match write {
                         Err(answer) => {
                             *decided = Some(answer);
                             // Dropping the transaction rolls it back too.
                             let _ = tx.rollback().await;
                         }
-                        Ok(effects) => {
-                            if let Some(st) = layout.write(&effects) {
+                        Ok(write) => {
+                            if let Some(st) = write {
                                 *write_sent = true;
                                 // Committing with the write makes a broken optimistic lock
                                 // (ABORTED) an error of this attempt, which the SDK retries;
@@ -810,7 +810,7 @@ impl StateStore for YdbStore {
                     Ok(())
                 }
             ))
-            .timeout(self.url.timeout * 3)
+            .timeout(self.url.timeout * TRANSACTION_TIMEOUTS)
             .await;
         match (decided, outcome) {
             (Some(answer), _) => Err(answer),

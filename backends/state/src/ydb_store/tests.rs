@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::sqlite::SqliteStore;
-use crate::store::Expect;
+use crate::store::{key_of, Expect};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -102,12 +102,12 @@ fn statements() {
     ));
     let writes = sample_writes();
     let keys: BTreeSet<Key> = writes.iter().map(|w| write_key(w).unwrap()).collect();
-    out.push_str(&render("read_versions", &l.read_versions(&keys)));
+    out.push_str(&render("read_versions", &l.read_versions(&keys).unwrap()));
     let mut found = BTreeMap::new();
     found.insert((Table::Eggs, "build".to_string(), String::new()), 3);
     found.insert((Table::Eggs, "old".to_string(), String::new()), 1);
     let effects = resolve(&writes, &found).unwrap();
-    out.push_str(&render("write", &l.write(&effects).unwrap()));
+    out.push_str(&render("write", &l.write(&effects).unwrap().unwrap()));
     insta::assert_snapshot!(out);
 }
 
@@ -123,8 +123,10 @@ fn every_parameter_is_declared_and_typed() {
         l.get(Table::Meta, "k", None),
         l.query(Table::RunnerMetrics, "r"),
         l.query_index(Table::Runners, "egg_name", "e").unwrap(),
-        l.read_versions(&keys),
-        l.write(&resolve(&writes, &found).unwrap()).unwrap(),
+        l.read_versions(&keys).unwrap(),
+        l.write(&resolve(&writes, &found).unwrap())
+            .unwrap()
+            .unwrap(),
     ];
     for s in &statements {
         for (name, value) in &s.params {
@@ -155,7 +157,7 @@ fn index_queries_only_on_indexed_attributes() {
 
 #[test]
 fn nothing_to_write_sends_nothing() {
-    assert_eq!(layout().write(&Effects::default()), None);
+    assert_eq!(layout().write(&Effects::default()).unwrap(), None);
 }
 
 #[test]
@@ -492,7 +494,7 @@ proptest! {
                         model.insert(key.clone(), value.clone());
                     }
                     // What would be sent is well-formed for every batch.
-                    prop_assert!(layout().write(effects).is_some());
+                    prop_assert!(layout().write(effects).unwrap().is_some());
                 }
                 (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
                 _ => prop_assert!(false, "embedded {:?} vs ydb {:?}", embedded, ydb),
