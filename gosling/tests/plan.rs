@@ -1,5 +1,7 @@
 //! Plans: the rendered text (insta snapshot) and Property 24 (a dry run writes nothing).
 
+mod support;
+
 use fly_ir::Deployment;
 use gosling::deploy::{self, Context, DeployOutcome};
 use gosling::gitlab::Retry;
@@ -10,16 +12,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 fn compile(files: &[(&str, &str)]) -> Deployment {
-    let files = files
-        .iter()
-        .map(|(p, t)| fly_types::SourceFile::new(*p, *t))
-        .collect();
-    let c = fly_types::compile(files, &fly_types::Env::default());
-    let d: Vec<String> = c
-        .diagnostics()
-        .map(|(p, d)| format!("{p}: {}", d.message))
-        .collect();
-    c.ir.unwrap_or_else(|| panic!("{d:?}"))
+    support::ir_of(
+        files
+            .iter()
+            .map(|(p, t)| fly_types::SourceFile::new(*p, *t))
+            .collect(),
+    )
 }
 
 fn egg(name: &str, cpu: u32, tags: &str, project: u64) -> String {

@@ -1,6 +1,8 @@
 //! GitLab webhook registration against a mock GitLab (wiremock): method, path, the
 //! PRIVATE-TOKEN header and the body are all checked.
 
+mod support;
+
 use fly_ir::Deployment;
 use gosling::deploy::{self, Context, DeployError, DeployOutcome};
 use gosling::gitlab::{GitLab, HookOutcome, Retry};
@@ -32,12 +34,7 @@ fn ir(eggs: &[(&str, u64)], gitlab: &str) -> Deployment {
             )
         })
         .collect();
-    let c = fly_types::compile(files, &fly_types::Env::default());
-    let d: Vec<String> = c
-        .diagnostics()
-        .map(|(p, d)| format!("{p}: {}", d.message))
-        .collect();
-    c.ir.unwrap_or_else(|| panic!("{d:?}"))
+    support::ir_of(files)
 }
 
 struct Fixture {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{bytes, client, start, TestServer, ACCESS_KEY, SECRET_KEY, TOKEN};
+use common::{bytes, client, runtime, start, TestServer, ACCESS_KEY, SECRET_KEY, TOKEN};
 use proptest::prelude::*;
 use reqwest::StatusCode;
 use rift::config::OriginConfig;
@@ -156,17 +156,6 @@ proptest! {
             .expect("bounded in time");
         });
     }
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
 }
 
 /// One origin/front pair shared by every proptest case (servers live on the shared runtime).

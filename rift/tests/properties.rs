@@ -8,21 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{client, start, TestServer, ACCESS_KEY, TOKEN};
+use common::{client, runtime, start, TestServer, ACCESS_KEY, TOKEN};
 use proptest::prelude::*;
 use rift::metrics::Metrics;
 use rift::store::{PutOptions, Store, StoreConfig};
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
-}
 
 async fn server() -> &'static TestServer {
     static S: tokio::sync::OnceCell<TestServer> = tokio::sync::OnceCell::const_new();

@@ -191,28 +191,21 @@ async fn presigned_urls_from_the_rust_sdk() {
         );
 
         // Wrong secret and unknown access key.
-        let bad = sdk(&url, ACCESS_KEY, "not-the-secret");
-        let p = bad
-            .get_object()
-            .bucket("runner-cache")
-            .key(key)
-            .presigned(presign_for(300))
-            .await
-            .unwrap();
-        let r = request(&p, p.uri()).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(error_code(r).await, "SignatureDoesNotMatch");
-        let unknown = sdk(&url, "NOSUCHKEY", SECRET_KEY);
-        let p = unknown
-            .get_object()
-            .bucket("runner-cache")
-            .key(key)
-            .presigned(presign_for(300))
-            .await
-            .unwrap();
-        let r = request(&p, p.uri()).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(error_code(r).await, "InvalidAccessKeyId");
+        for (access, secret, code) in [
+            (ACCESS_KEY, "not-the-secret", "SignatureDoesNotMatch"),
+            ("NOSUCHKEY", SECRET_KEY, "InvalidAccessKeyId"),
+        ] {
+            let p = sdk(&url, access, secret)
+                .get_object()
+                .bucket("runner-cache")
+                .key(key)
+                .presigned(presign_for(300))
+                .await
+                .unwrap();
+            let r = request(&p, p.uri()).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(error_code(r).await, code);
+        }
         assert!(s.metric(|m| &m.auth_failures) >= 5);
     })
     .await

@@ -297,3 +297,15 @@ pub fn pki(dir: &Path) -> Pki {
         ca_pem: ck.cert.pem(),
     }
 }
+
+/// One multi-threaded runtime for the property tests (proptest cases are synchronous).
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+}
