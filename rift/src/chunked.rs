@@ -13,9 +13,10 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::sigv4::hmac;
 
 /// Longest chunk header or trailer line accepted.
 const MAX_LINE: usize = 4096;
@@ -83,16 +84,6 @@ struct Decoder<S> {
     phase: Phase,
     signing: Option<ChunkSigning>,
     prev: String,
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    match Hmac::<Sha256>::new_from_slice(key) {
-        Ok(mut m) => {
-            m.update(data);
-            m.finalize().into_bytes().into()
-        }
-        Err(_) => [0; 32],
-    }
 }
 
 impl<S, E> Decoder<S>

@@ -111,7 +111,8 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+/// HMAC-SHA256 of `data` under `key`.
+pub(crate) fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     match Hmac::<Sha256>::new_from_slice(key) {
         Ok(mut m) => {
             m.update(data);

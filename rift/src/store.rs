@@ -218,6 +218,20 @@ struct Entry {
     tick: u64,
 }
 
+impl Entry {
+    /// The index entry of generation `gen` of an object, not yet used.
+    fn new(gen: u64, file_len: u64, meta: &ObjectMeta) -> Entry {
+        Entry {
+            gen,
+            file_len,
+            size: meta.size,
+            md5: meta.md5,
+            modified: meta.modified,
+            tick: 0,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Index {
     entries: BTreeMap<String, Entry>,
@@ -525,14 +539,7 @@ impl Store {
                     continue;
                 };
                 max_gen = max_gen.max(gen);
-                let entry = Entry {
-                    gen,
-                    file_len,
-                    size: meta.size,
-                    md5: meta.md5,
-                    modified: meta.modified,
-                    tick: 0,
-                };
+                let entry = Entry::new(gen, file_len, &meta);
                 match found.get(&meta.key) {
                     Some(prev) if prev.entry.gen > gen => stale.push(path),
                     _ => {
@@ -797,17 +804,7 @@ impl Store {
                 None
             };
             let mut victims = Vec::new();
-            if let Some(old) = idx.insert(
-                meta.key.clone(),
-                Entry {
-                    gen,
-                    file_len,
-                    size: meta.size,
-                    md5: meta.md5,
-                    modified: meta.modified,
-                    tick: 0,
-                },
-            ) {
+            if let Some(old) = idx.insert(meta.key.clone(), Entry::new(gen, file_len, meta)) {
                 victims.push(self.object_path(&meta.key, old.gen));
             }
             victims.extend(self.evict_locked(&mut idx));
