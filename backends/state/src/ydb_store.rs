@@ -22,8 +22,22 @@ use crate::store::{show_key, Doc, Item, StateStore, Write};
 use async_trait::async_trait;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 use ydb::{closure, QueryClient, Transaction, TxMode, Value, YdbOrCustomerError};
+
+/// A future behind a pointer, whose body is compiled in this crate only.
+///
+/// The ydb SDK's query futures are about 130 type-layout queries deep (the SDK raises its
+/// own `recursion_limit` for them, and so does this crate). A plain `async fn` that
+/// awaits them can be inlined into a calling crate in release builds, which then
+/// instantiates the SDK's futures itself and stops with "queries overflow the depth
+/// limit" (issue 10: `cargo install --path gosling` failed). The public entry points
+/// that are not already behind `dyn StateStore` — [`YdbStore::connect`] and
+/// [`YdbStore::ensure_tables`] — therefore return a boxed future and are never inlined,
+/// so no crate above this one needs a raised limit.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A table, partition key and sort key (`""` when the table has none).
 pub(crate) type Key = (Table, String, String);
@@ -590,7 +604,18 @@ fn column(row: &mut ydb::Row, name: &str) -> Result<Value> {
 
 impl YdbStore {
     /// Connects (waiting for discovery up to the URL's timeout) with `auth`.
-    pub async fn connect(url: YdbUrl, auth: Auth, read_only: bool) -> Result<YdbStore> {
+    ///
+    /// Boxed and never inlined: see [`BoxFuture`].
+    #[inline(never)]
+    pub fn connect(
+        url: YdbUrl,
+        auth: Auth,
+        read_only: bool,
+    ) -> BoxFuture<'static, Result<YdbStore>> {
+        Box::pin(Self::connect_inner(url, auth, read_only))
+    }
+
+    async fn connect_inner(url: YdbUrl, auth: Auth, read_only: bool) -> Result<YdbStore> {
         let target = format!("{}{}", url.endpoint, url.database);
         let builder = ydb::ClientBuilder::new_from_connection_string(url.connection_string())
             .map_err(|e| remote(format!("connecting to {target}"), explain(&e)))?;
@@ -636,16 +661,21 @@ impl YdbStore {
     }
 
     /// Creates the tables that do not exist yet.
-    pub async fn ensure_tables(&self) -> Result<()> {
-        for table in Table::ALL {
-            let ddl = self.url.layout.create_table(table);
-            self.queries()
-                .exec(ddl)
-                .timeout(self.url.timeout)
-                .await
-                .map_err(|e| remote(format!("CREATE TABLE {table}"), explain(&e)))?;
-        }
-        Ok(())
+    ///
+    /// Boxed and never inlined, like [`connect`](Self::connect): see [`BoxFuture`].
+    #[inline(never)]
+    pub fn ensure_tables(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            for table in Table::ALL {
+                let ddl = self.url.layout.create_table(table);
+                self.queries()
+                    .exec(ddl)
+                    .timeout(self.url.timeout)
+                    .await
+                    .map_err(|e| remote(format!("CREATE TABLE {table}"), explain(&e)))?;
+            }
+            Ok(())
+        })
     }
 
     fn queries(&self) -> QueryClient {
