@@ -70,6 +70,54 @@ enum Command {
     /// Show the current deployment, eggs, jobs, runners and history.
     #[command(after_help = "Examples:\n  gosling status\n  gosling status --output json")]
     Status(StatusArgs),
+    /// Print the webhook secret MotherGoose checks (creating it if there is none), for
+    /// setting a GitLab hook up by hand.
+    #[command(
+        name = "webhook-secret",
+        after_help = "Example:\n  gosling webhook-secret   # paste it as the hook's Secret token in GitLab"
+    )]
+    WebhookSecret(KeyArgs),
+    /// Keep the value of a secret reference of the Nest (e.g. the `token_secret` of an egg)
+    /// encrypted in the state store, for executors that have no Vault or Lockbox.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Create the admin token for MotherGoose's management endpoints (shown once).
+    #[command(
+        name = "admin-token",
+        after_help = "Examples:\n  gosling admin-token\n  gosling admin-token --rotate   # the old token stops working"
+    )]
+    AdminToken(AdminTokenArgs),
+}
+
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Store the value of REFERENCE, read from standard input.
+    #[command(
+        after_help = "Example:\n  printf %s \"$GITLAB_TOKEN\" | gosling secret set vault://gitlab/runner-token"
+    )]
+    Set(SecretSetArgs),
+}
+
+#[derive(Args)]
+struct SecretSetArgs {
+    /// The reference as the Nest writes it (`vault://…`, `yc-lockbox://…`, `aws-sm://…`).
+    reference: String,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+#[derive(Args, Clone)]
+struct KeyArgs {
+    /// File with the state encryption key (or set GOSLING_STATE_KEY) [default: ~/.config/gosling/state.key].
+    #[arg(long, env = "GOSLING_STATE_KEY_FILE")]
+    state_key_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct AdminTokenArgs {
+    /// Replace the token (the old one stops working at once).
+    #[arg(long)]
+    rotate: bool,
 }
 
 #[derive(Args)]
@@ -281,16 +329,123 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             rollback_cmd(&root, &s, a.to, cli.quiet).await
         }
         Command::Status(a) => {
-            let none = GitLabArgs {
-                gitlab_token: None,
-                webhook_url: None,
-                webhook_secret: None,
-                state_key_file: None,
-            };
-            let (_, s) = settings(&cli.nest, &cli.config, &cli.state, &cli.objects, &none)?;
+            let (_, s) = settings(
+                &cli.nest,
+                &cli.config,
+                &cli.state,
+                &cli.objects,
+                &key_only(None),
+            )?;
             status_cmd(&s, a.output).await
         }
+        Command::WebhookSecret(k) => {
+            let g = key_only(k.state_key_file);
+            let (root, s) = settings(&cli.nest, &cli.config, &cli.state, &cli.objects, &g)?;
+            webhook_secret_cmd(&root, &s, cli.quiet).await
+        }
+        Command::Secret(SecretCommand::Set(a)) => {
+            let g = key_only(a.key.state_key_file);
+            let (root, s) = settings(&cli.nest, &cli.config, &cli.state, &cli.objects, &g)?;
+            secret_set_cmd(&root, &s, &a.reference, cli.quiet).await
+        }
+        Command::AdminToken(a) => {
+            let (_, s) = settings(
+                &cli.nest,
+                &cli.config,
+                &cli.state,
+                &cli.objects,
+                &key_only(None),
+            )?;
+            admin_token_cmd(&s, a.rotate).await
+        }
     }
+}
+
+fn key_only(state_key_file: Option<PathBuf>) -> GitLabArgs {
+    GitLabArgs {
+        gitlab_token: None,
+        webhook_url: None,
+        webhook_secret: None,
+        state_key_file,
+    }
+}
+
+async fn webhook_secret_cmd(root: &Path, s: &Settings, quiet: bool) -> Result<ExitCode> {
+    let ui = Ui::new(quiet);
+    let (store, objects) = open(s, false).await?;
+    let (progress, note) = (|m: &str| ui.progress(m), |m: &str| ui.note(m));
+    let ctx = context(root, s, &*store, &*objects, &progress, &note);
+    let secret = deploy::webhook_secret(&ctx).await.map_err(deploy_err)?;
+    ui.done();
+    println!("{}", secret.expose());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn secret_set_cmd(
+    root: &Path,
+    s: &Settings,
+    reference: &str,
+    quiet: bool,
+) -> Result<ExitCode> {
+    if !["vault://", "yc-lockbox://", "aws-sm://"]
+        .iter()
+        .any(|p| reference.starts_with(p) && reference.len() > p.len())
+    {
+        return Err(miette!(
+            help =
+                "write it as the Nest does: vault://PATH/KEY, yc-lockbox://ID/KEY or aws-sm://NAME",
+            "`{reference}` is not a secret reference"
+        ));
+    }
+    let mut value = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut value).into_diagnostic()?;
+    let value = value.trim_end_matches(['\n', '\r']);
+    if value.is_empty() {
+        return Err(miette!(
+            help = "pipe the value in on standard input",
+            "no value was given"
+        ));
+    }
+    let ui = Ui::new(quiet);
+    let (store, objects) = open(s, false).await?;
+    let (progress, note) = (|m: &str| ui.progress(m), |m: &str| ui.note(m));
+    let ctx = context(root, s, &*store, &*objects, &progress, &note);
+    let cipher = deploy::state_cipher(&ctx).map_err(deploy_err)?;
+    gosling_fleet::secrets::put_reference(
+        &*store,
+        &cipher,
+        reference,
+        &gosling_state::SecretString::new(value),
+    )
+    .await
+    .map_err(|e| miette!("{e}"))?;
+    ui.done();
+    println!("stored `{reference}` encrypted in {}", store.describe());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn admin_token_cmd(s: &Settings, rotate: bool) -> Result<ExitCode> {
+    let (store, _objects) = open(s, false).await?;
+    let admin = gosling_fleet::credentials::ADMIN_TOKEN;
+    let token = if rotate {
+        Some(admin.rotate(&*store).await.map_err(|e| miette!("{e}"))?)
+    } else {
+        admin.ensure(&*store).await.map_err(|e| miette!("{e}"))?
+    };
+    match token {
+        Some(t) => {
+            println!("{}", t.expose());
+            eprintln!(
+                "This is MotherGoose's admin token (`Authorization: Bearer …`). It is shown once: \
+                 only its hash is stored."
+            );
+        }
+        None => eprintln!(
+            "An admin token exists already and cannot be shown again (only its hash is stored); \
+             `gosling admin-token --rotate` replaces it."
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn find_nest(explicit: Option<&Path>) -> Result<PathBuf> {

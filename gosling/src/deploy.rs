@@ -5,7 +5,7 @@
 //! failure at any step leaves the previous deployment current and the tables consistent
 //! (Property 32), and marks the new record `failed`.
 
-use crate::gitlab::{GitLab, GitLabError, Retry};
+use crate::gitlab::{GitLab, GitLabError, HookEvents, Retry};
 use crate::plan::{self, Plan, Registered};
 use chrono::{DateTime, Utc};
 use fly_ir::Deployment;
@@ -126,25 +126,14 @@ pub async fn load_ir(
     objects: &dyn ObjectStore,
     p: &DeploymentPlan,
 ) -> Result<Deployment, DeployError> {
-    let stored = |reason: String| DeployError::Stored {
-        id: p.id.clone(),
-        reason,
-    };
-    let bytes = objects.get(&p.ir_key).await?.ok_or_else(|| {
-        stored(format!(
-            "its IR `{}` is missing from {}",
-            p.ir_key,
-            objects.describe()
-        ))
-    })?;
-    if sha256(&bytes) != p.config_hash {
-        return Err(stored(format!(
-            "its IR `{}` does not match the recorded hash",
-            p.ir_key
-        )));
-    }
-    let text = String::from_utf8(bytes).map_err(|_| stored("its IR is not UTF-8".into()))?;
-    Deployment::from_json(&text).map_err(|e| stored(e.to_string()))
+    gosling_fleet::load_ir(objects, p)
+        .await
+        .map_err(|e| match e {
+            gosling_fleet::DeployedError::State(e) => DeployError::State(e),
+            gosling_fleet::DeployedError::Stored { id, reason } => {
+                DeployError::Stored { id, reason }
+            }
+        })
 }
 
 fn registered(p: Option<&DeploymentPlan>) -> Registered {
@@ -204,40 +193,54 @@ async fn current(store: &dyn StateStore) -> Result<Option<Current>, DeployError>
     Ok(Some(Current { pointer, plan }))
 }
 
-/// The webhook secret: from the settings, else the stored one, else a new one that is
-/// stored sealed. Needs the state key for the stored one.
-async fn webhook_secret(ctx: &Context<'_>) -> Result<SecretString, DeployError> {
-    if let Some(s) = &ctx.webhook_secret {
-        return Ok(s.clone());
-    }
-    const CONTEXT: &str = "meta/webhook_secret";
-    let cipher = match Cipher::load(
+/// The state encryption key: `GOSLING_STATE_KEY`, else the key file, else a new key file.
+pub fn state_cipher(ctx: &Context<'_>) -> Result<Cipher, DeployError> {
+    match Cipher::load(
         ctx.state_key.as_ref().map(SecretString::expose),
         &ctx.state_key_file,
         Some(&ctx.nest),
     )? {
-        Some((c, _)) => c,
+        Some((c, _)) => Ok(c),
         None => {
             let c = Cipher::create_key_file(&ctx.state_key_file, Some(&ctx.nest))?;
             (ctx.note)(&format!(
                 "created the state encryption key {} (keep it safe; it is not in the Nest)",
                 ctx.state_key_file.display()
             ));
-            c
+            Ok(c)
         }
-    };
-    if let Some(stored) = ctx.store.secret("webhook_secret").await? {
-        return Ok(cipher.open(&stored.item, CONTEXT)?);
     }
-    let secret = SecretString::new(Cipher::generate_key());
+}
+
+/// The sealed secret MotherGoose checks webhooks against.
+pub const WEBHOOK_SECRET: &str = "webhook_secret";
+/// Its sealing context.
+pub const WEBHOOK_SECRET_CONTEXT: &str = "meta/webhook_secret";
+
+/// The webhook secret, kept sealed in the store where MotherGoose reads it: the one given
+/// in the settings (stored when it differs), else the stored one, else a new one.
+pub async fn webhook_secret(ctx: &Context<'_>) -> Result<SecretString, DeployError> {
+    let cipher = state_cipher(ctx)?;
+    let stored = ctx.store.secret(WEBHOOK_SECRET).await?;
+    let current = match &stored {
+        Some(s) => Some(cipher.open(&s.item, WEBHOOK_SECRET_CONTEXT)?),
+        None => None,
+    };
+    let secret = match (&ctx.webhook_secret, current) {
+        (Some(given), Some(cur)) if *given == cur => return Ok(cur),
+        (None, Some(cur)) => return Ok(cur),
+        (Some(given), _) => given.clone(),
+        (None, None) => SecretString::new(Cipher::generate_key()),
+    };
+    let expect = stored.map_or(Expect::Absent, |s| Expect::Version(s.version));
     ctx.store
         .put_secret(
-            "webhook_secret",
-            &cipher.seal(&secret, CONTEXT)?,
-            Expect::Absent,
+            WEBHOOK_SECRET,
+            &cipher.seal(&secret, WEBHOOK_SECRET_CONTEXT)?,
+            expect,
         )
         .await?;
-    (ctx.note)("generated a webhook secret and stored it encrypted in the state store");
+    (ctx.note)("stored the webhook secret encrypted in the state store (`gosling webhook-secret` shows it)");
     Ok(secret)
 }
 
@@ -247,10 +250,11 @@ async fn sync_hooks(
     old: &Registered,
     ir: &Deployment,
 ) -> Result<Registered, DeployError> {
+    // Created even without GitLab settings: a hook can then be set up by hand.
+    let secret = webhook_secret(ctx).await?;
     let (Some(token), Some(target)) = (&ctx.gitlab_token, ctx.hook_target()) else {
         return Ok(old.clone());
     };
-    let secret = webhook_secret(ctx).await?;
     let gitlab = GitLab::new(token.clone(), ctx.retry);
     if let Some(old_target) = old.target.as_deref().filter(|t| *t != target) {
         for h in &old.projects {
@@ -269,7 +273,13 @@ async fn sync_hooks(
             h.project_id
         ));
         gitlab
-            .ensure_hook(&h.gitlab_url, h.project_id, target, &secret)
+            .ensure_hook(
+                &h.gitlab_url,
+                h.project_id,
+                target,
+                &secret,
+                HookEvents::ALL,
+            )
             .await?;
     }
     for h in &plan.hooks_remove {

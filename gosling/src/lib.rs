@@ -8,8 +8,9 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+/// The GitLab REST client (shared with MotherGoose).
+pub use gosling_gitlab as gitlab;
 pub mod deploy;
-pub mod gitlab;
 pub mod nest;
 pub mod plan;
 pub mod scaffold;

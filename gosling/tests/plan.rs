@@ -146,7 +146,7 @@ proptest! {
                 gitlab_token: None,
                 webhook_url: None,
                 webhook_secret: None,
-                state_key: None,
+                state_key: Some(gosling_state::SecretString::new(gosling_state::Cipher::generate_key())),
                 state_key_file: dir.path().join("key"),
                 retry: Retry::default(),
                 actor: "test".into(),

@@ -5,7 +5,7 @@ mod support;
 
 use fly_ir::Deployment;
 use gosling::deploy::{self, Context, DeployError, DeployOutcome};
-use gosling::gitlab::{GitLab, HookOutcome, Retry};
+use gosling::gitlab::{GitLab, HookEvents, HookOutcome, Retry};
 use gosling_state::*;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -19,6 +19,7 @@ fn fast() -> Retry {
     Retry {
         attempts: 3,
         base_delay: Duration::from_millis(5),
+        ..Retry::default()
     }
 }
 
@@ -124,7 +125,8 @@ async fn ensure_hook_creates_then_updates_in_place() {
         .and(path(hooks_path(7)))
         .and(header("PRIVATE-TOKEN", TOKEN))
         .and(body_partial_json(json!({
-            "url": TARGET, "job_events": true, "push_events": false,
+            "url": TARGET, "job_events": true, "pipeline_events": true,
+            "push_events": true, "merge_requests_events": true,
             "enable_ssl_verification": true, "token": "s3cret"
         })))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 5, "url": TARGET})))
@@ -132,7 +134,7 @@ async fn ensure_hook_creates_then_updates_in_place() {
         .mount(&server)
         .await;
     let out = gl
-        .ensure_hook(&server.uri(), 7, TARGET, &secret)
+        .ensure_hook(&server.uri(), 7, TARGET, &secret, HookEvents::ALL)
         .await
         .unwrap();
     assert_eq!(out, HookOutcome::Created(5));
@@ -155,7 +157,7 @@ async fn ensure_hook_creates_then_updates_in_place() {
         .mount(&server)
         .await;
     let out = gl
-        .ensure_hook(&server.uri(), 7, TARGET, &secret)
+        .ensure_hook(&server.uri(), 7, TARGET, &secret, HookEvents::ALL)
         .await
         .unwrap();
     assert_eq!(
@@ -196,9 +198,15 @@ async fn transient_failures_are_retried_client_errors_are_not() {
         .mount(&server)
         .await;
     let gl = GitLab::new(SecretString::new(TOKEN), fast());
-    gl.ensure_hook(&server.uri(), 1, TARGET, &SecretString::new("s"))
-        .await
-        .unwrap();
+    gl.ensure_hook(
+        &server.uri(),
+        1,
+        TARGET,
+        &SecretString::new("s"),
+        HookEvents::ALL,
+    )
+    .await
+    .unwrap();
 
     let denied = MockServer::start().await;
     Mock::given(method("GET"))
@@ -209,7 +217,13 @@ async fn transient_failures_are_retried_client_errors_are_not() {
         .mount(&denied)
         .await;
     let err = gl
-        .ensure_hook(&denied.uri(), 1, TARGET, &SecretString::new("s"))
+        .ensure_hook(
+            &denied.uri(),
+            1,
+            TARGET,
+            &SecretString::new("s"),
+            HookEvents::ALL,
+        )
         .await
         .unwrap_err();
     let msg = err.to_string();
@@ -229,7 +243,13 @@ async fn transient_failures_are_retried_client_errors_are_not() {
         .mount(&down)
         .await;
     let err = gl
-        .ensure_hook(&down.uri(), 1, TARGET, &SecretString::new("s"))
+        .ensure_hook(
+            &down.uri(),
+            1,
+            TARGET,
+            &SecretString::new("s"),
+            HookEvents::ALL,
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("503"), "{err}");

@@ -39,6 +39,7 @@
 // are boxed and never inlined (`ydb_store::BoxFuture`), so no crate above it needs it.
 #![recursion_limit = "256"]
 
+mod clock;
 mod crypto;
 mod dynamo;
 mod error;
@@ -50,18 +51,20 @@ mod store;
 #[cfg(feature = "ydb")]
 pub mod ydb_store;
 
+pub use clock::{system_clock, Clock, ManualClock, SharedClock, SystemClock};
 pub use crypto::{Cipher, KeySource, Sealed, SecretString, KEY_ENV, KEY_FILE_ENV};
 pub use dynamo::{from_attr, to_attr, DynamoStore};
 pub use error::{Result, StateError};
 pub use model::{
-    hex, ts, AuditLog, CurrentDeployment, DeploymentPlan, EggRecord, JobRecord, PlanStatus, Runner,
-    RunnerMetric, Table, TofuVersion, Versioned,
+    hex, ts, AuditLog, CurrentDeployment, DeploymentPlan, EggRecord, GitLabJob, JobRecord,
+    PlanStatus, Runner, RunnerMetric, Table, TofuVersion, Versioned, WebhookEvent,
 };
 pub use objects::{check_key, LocalObjects, ObjectStore, S3Objects};
 pub use open::{aws_config, open_objects, open_s3, open_state, AwsCredentials, OpenOptions};
 pub use sqlite::SqliteStore;
 pub use store::{
-    key_of, show_key, ApplyDeployment, ApplyStats, Doc, Expect, Item, StateStore, Write,
+    from_item, key_of, show_key, to_doc, ApplyDeployment, ApplyStats, Doc, Expect, Item,
+    StateStore, Write,
 };
 #[cfg(feature = "ydb")]
 pub use ydb_store::YdbStore;

@@ -29,11 +29,17 @@ pub enum Table {
     RunnerMetrics,
     /// `meta`: single items such as the current deployment pointer and sealed secrets.
     Meta,
+    /// `gitlab_jobs`: every GitLab job MotherGoose has seen and the runner it got (the
+    /// record whose conditional creation makes provisioning happen once per job).
+    GitLabJobs,
+    /// `webhook_events`: every webhook delivery, by delivery id (durable deduplication and
+    /// the record of pipeline, push and merge request events).
+    WebhookEvents,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 10] = [
         Table::Runners,
         Table::Eggs,
         Table::Jobs,
@@ -42,6 +48,8 @@ impl Table {
         Table::TofuVersions,
         Table::RunnerMetrics,
         Table::Meta,
+        Table::GitLabJobs,
+        Table::WebhookEvents,
     ];
 
     /// The table's name (without any prefix).
@@ -55,13 +63,19 @@ impl Table {
             Table::TofuVersions => "tofu_versions",
             Table::RunnerMetrics => "runner_metrics",
             Table::Meta => "meta",
+            Table::GitLabJobs => "gitlab_jobs",
+            Table::WebhookEvents => "webhook_events",
         }
     }
 
     /// The partition key attribute.
     pub fn partition_key(self) -> &'static str {
         match self {
-            Table::Runners | Table::AuditLogs | Table::DeploymentPlans => "id",
+            Table::Runners
+            | Table::AuditLogs
+            | Table::DeploymentPlans
+            | Table::GitLabJobs
+            | Table::WebhookEvents => "id",
             Table::Eggs | Table::Jobs => "name",
             Table::TofuVersions => "version_id",
             Table::RunnerMetrics => "runner_id",
@@ -81,6 +95,7 @@ impl Table {
     pub fn indexed(self) -> &'static [&'static str] {
         match self {
             Table::Runners => &["egg_name", "state"],
+            Table::GitLabJobs => &["status"],
             _ => &[],
         }
     }
@@ -193,6 +208,157 @@ pub struct Runner {
     /// Anything else.
     #[serde(default)]
     pub metadata: Value,
+    /// When `state` last changed.
+    #[serde(default, with = "ts::option")]
+    pub state_since: Option<DateTime<Utc>>,
+    /// The warm pool it is in (`apex`, `nadir`), for pool runners.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// A single-job runner, ended after its job (serverless runners are).
+    #[serde(default)]
+    pub ephemeral: bool,
+    /// The provider's handle of its machine, once created.
+    #[serde(default)]
+    pub machine: Option<Value>,
+    /// What it is told with the answer to its next heartbeat (`drain`, `stop`, …).
+    #[serde(default)]
+    pub instruction: Option<String>,
+    /// The epoch of its credential (raised to revoke the credential).
+    #[serde(default)]
+    pub credential_epoch: u32,
+    /// Jobs run so far.
+    #[serde(default)]
+    pub job_count: u64,
+    /// When it last finished a job.
+    #[serde(default, with = "ts::option")]
+    pub last_job_at: Option<DateTime<Utc>>,
+    /// The `gitlab_jobs` it was given, oldest first.
+    #[serde(default)]
+    pub jobs: Vec<String>,
+    /// The GitLab it is registered with.
+    #[serde(default)]
+    pub gitlab_url: Option<String>,
+    /// The egg's `config_hash` it was made with.
+    #[serde(default)]
+    pub config_hash: String,
+    /// Termination attempts that failed so far.
+    #[serde(default)]
+    pub termination_attempts: u32,
+    /// A self-management job it runs instead of GitLab jobs (`gosling runner --job`).
+    #[serde(default)]
+    pub self_job: Option<String>,
+}
+
+impl Runner {
+    /// A new record in state `provisioning`, created at `now`.
+    pub fn new(
+        id: impl Into<String>,
+        egg_name: impl Into<String>,
+        kind: impl Into<String>,
+        cloud_provider: impl Into<String>,
+        region: impl Into<String>,
+        now: DateTime<Utc>,
+    ) -> Runner {
+        Runner {
+            id: id.into(),
+            egg_name: egg_name.into(),
+            kind: kind.into(),
+            state: "provisioning".into(),
+            cloud_provider: cloud_provider.into(),
+            region: region.into(),
+            gitlab_runner_id: None,
+            gitlab_runner_token: None,
+            created_at: now,
+            updated_at: now,
+            last_heartbeat: None,
+            failure_count: 0,
+            metadata: Value::Null,
+            state_since: Some(now),
+            pool: None,
+            ephemeral: false,
+            machine: None,
+            instruction: None,
+            credential_epoch: 0,
+            job_count: 0,
+            last_job_at: None,
+            jobs: Vec::new(),
+            gitlab_url: None,
+            config_hash: String::new(),
+            termination_attempts: 0,
+            self_job: None,
+        }
+    }
+}
+
+/// `gitlab_jobs`: a GitLab job (build) and the runner it got.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GitLabJob {
+    /// Primary key: [`GitLabJob::key`].
+    pub id: String,
+    /// The GitLab it runs on.
+    pub gitlab_url: String,
+    /// Its project.
+    pub project_id: u64,
+    /// Its job (build) id.
+    pub build_id: u64,
+    /// Where MotherGoose stands with it (indexed): `pending` (needs a runner),
+    /// `provisioning`, `assigned` (a runner is there for it), `running`, `finished`,
+    /// `unmatched` (no egg serves it), `failed` (no runner could be made).
+    pub status: String,
+    /// GitLab's last known status of the job.
+    pub gitlab_status: String,
+    /// The egg chosen for it.
+    #[serde(default)]
+    pub egg_name: Option<String>,
+    /// The runner made or chosen for it.
+    #[serde(default)]
+    pub runner_id: Option<String>,
+    /// The job's tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Runners made for it so far (a replacement counts).
+    #[serde(default)]
+    pub attempts: u32,
+    /// First seen.
+    #[serde(with = "ts")]
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    #[serde(with = "ts")]
+    pub updated_at: DateTime<Utc>,
+    /// Why it is in its status, in words.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl GitLabJob {
+    /// The key of a job: GitLab host, project and job id.
+    pub fn key(gitlab_url: &str, project_id: u64, build_id: u64) -> String {
+        let host = gitlab_url
+            .split_once("://")
+            .map_or(gitlab_url, |(_, rest)| rest)
+            .trim_end_matches('/');
+        format!("{host}/{project_id}/{build_id}")
+    }
+}
+
+/// `webhook_events`: a webhook delivery.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WebhookEvent {
+    /// Primary key: the delivery id (`webhook-id`, `Idempotency-Key` or
+    /// `X-Gitlab-Event-UUID`).
+    pub id: String,
+    /// `build`, `pipeline`, `push`, `merge_request`.
+    pub kind: String,
+    /// The project.
+    pub project_id: u64,
+    /// Received.
+    #[serde(with = "ts")]
+    pub received_at: DateTime<Utc>,
+    /// `processing` or `done`.
+    pub status: String,
+    /// What it said and what was done.
+    #[serde(default)]
+    pub summary: Value,
 }
 
 /// `eggs`: an egg as deployed.

@@ -152,7 +152,8 @@ pub fn show_key(pk: &str, sk: Option<&str>) -> String {
     }
 }
 
-fn to_doc<T: Serialize>(table: Table, value: &T) -> Result<Doc> {
+/// A record as an item of `table`.
+pub fn to_doc<T: Serialize>(table: Table, value: &T) -> Result<Doc> {
     match serde_json::to_value(value) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(StateError::Invalid(format!(
@@ -162,7 +163,8 @@ fn to_doc<T: Serialize>(table: Table, value: &T) -> Result<Doc> {
     }
 }
 
-fn from_item<T: DeserializeOwned>(table: Table, item: Item) -> Result<Versioned<T>> {
+/// An item of `table` as a record.
+pub fn from_item<T: DeserializeOwned>(table: Table, item: Item) -> Result<Versioned<T>> {
     serde_json::from_value(Value::Object(item.doc))
         .map(|value| Versioned {
             item: value,
@@ -182,6 +184,10 @@ const CURRENT: &str = "current_deployment";
 
 fn secret_key(name: &str) -> String {
     format!("secret/{name}")
+}
+
+fn value_key(name: &str) -> String {
+    format!("value/{name}")
 }
 
 /// Everything [`StateStore::apply_deployment`] needs to make a deployment current.
@@ -426,6 +432,76 @@ pub trait StateStore: Send + Sync {
         let mut doc = Doc::new();
         doc.insert("key".into(), Value::String(secret_key(name)));
         doc.insert("value".into(), Value::String(value.as_str().into()));
+        self.put(Table::Meta, doc, expect).await
+    }
+
+    // ---- GitLab jobs and webhook deliveries ----
+
+    /// A GitLab job by key ([`GitLabJob::key`]).
+    async fn gitlab_job(&self, id: &str) -> Result<Option<Versioned<GitLabJob>>> {
+        self.get_item(Table::GitLabJobs, id, None)
+            .await?
+            .map(|i| from_item(Table::GitLabJobs, i))
+            .transpose()
+    }
+
+    /// GitLab jobs in a status (through the `status` index).
+    async fn gitlab_jobs_by_status(&self, status: &str) -> Result<Vec<Versioned<GitLabJob>>> {
+        all(
+            Table::GitLabJobs,
+            self.query_index(Table::GitLabJobs, "status", status)
+                .await?,
+        )
+    }
+
+    /// Every GitLab job.
+    async fn gitlab_jobs(&self) -> Result<Vec<Versioned<GitLabJob>>> {
+        all(Table::GitLabJobs, self.scan(Table::GitLabJobs).await?)
+    }
+
+    /// Writes a GitLab job; returns its new version.
+    async fn put_gitlab_job(&self, job: &GitLabJob, expect: Expect) -> Result<u64> {
+        self.put(Table::GitLabJobs, to_doc(Table::GitLabJobs, job)?, expect)
+            .await
+    }
+
+    /// A webhook delivery by id.
+    async fn webhook_event(&self, id: &str) -> Result<Option<Versioned<WebhookEvent>>> {
+        self.get_item(Table::WebhookEvents, id, None)
+            .await?
+            .map(|i| from_item(Table::WebhookEvents, i))
+            .transpose()
+    }
+
+    /// Writes a webhook delivery; returns its new version.
+    async fn put_webhook_event(&self, e: &WebhookEvent, expect: Expect) -> Result<u64> {
+        self.put(
+            Table::WebhookEvents,
+            to_doc(Table::WebhookEvents, e)?,
+            expect,
+        )
+        .await
+    }
+
+    // ---- meta values ----
+
+    /// A plain (not secret) value kept in `meta` under `name`.
+    async fn meta_value(&self, name: &str) -> Result<Option<Versioned<Value>>> {
+        let Some(item) = self.get_item(Table::Meta, &value_key(name), None).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Versioned {
+            item: item.doc.get("value").cloned().unwrap_or(Value::Null),
+            version: item.version,
+        }))
+    }
+
+    /// Stores a plain value in `meta` under `name` (never a secret: see
+    /// [`put_secret`](StateStore::put_secret)).
+    async fn put_meta_value(&self, name: &str, value: Value, expect: Expect) -> Result<u64> {
+        let mut doc = Doc::new();
+        doc.insert("key".into(), Value::String(value_key(name)));
+        doc.insert("value".into(), value);
         self.put(Table::Meta, doc, expect).await
     }
 

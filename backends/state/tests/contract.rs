@@ -2,8 +2,6 @@
 //! directory) with one test per case, and DynamoDB + S3 served by a `moto_server` that this
 //! file starts on 127.0.0.1 and resets between cases.
 
-mod support;
-
 use async_trait::async_trait;
 use chrono::{Duration, TimeZone, Utc};
 use gosling_state::*;
@@ -22,21 +20,14 @@ fn t0() -> chrono::DateTime<Utc> {
 }
 
 fn runner(id: &str, egg: &str, state: &str) -> Runner {
-    Runner {
-        id: id.into(),
-        egg_name: egg.into(),
-        kind: "vm".into(),
-        state: state.into(),
-        cloud_provider: "yandex".into(),
-        region: "ru-central1-a".into(),
-        gitlab_runner_id: Some(42),
-        gitlab_runner_token: None,
-        created_at: t0(),
-        updated_at: t0(),
-        last_heartbeat: None,
-        failure_count: 0,
-        metadata: json!({"zone": "a", "labels": {"team": "core"}, "ratio": 0.5}),
-    }
+    let mut r = Runner::new(id, egg, "vm", "yandex", "ru-central1-a", t0());
+    r.state = state.into();
+    r.gitlab_runner_id = Some(42);
+    r.metadata = json!({"zone": "a", "labels": {"team": "core"}, "ratio": 0.5});
+    r.pool = Some("apex".into());
+    r.machine = Some(json!({"provider": "local", "id": "123"}));
+    r.jobs = vec!["gitlab.example.com/1/2".into()];
+    r
 }
 
 fn egg(name: &str, hash: &str, version: u64) -> EggRecord {
@@ -632,7 +623,7 @@ fn run_embedded<F: Future<Output = ()> + Send + 'static>(case: fn(Store, Objects
 
 #[test]
 fn dynamodb_and_s3_on_moto() {
-    let moto = support::Moto::start();
+    let moto = gosling_standins::Moto::start();
     let rt = runtime();
     for (name, case) in CASES {
         moto.reset();
@@ -640,7 +631,7 @@ fn dynamodb_and_s3_on_moto() {
         rt.block_on(async {
             let opts = OpenOptions {
                 read_only: false,
-                credentials: Some(support::Moto::credentials()),
+                credentials: Some(gosling_standins::Moto::credentials()),
             };
             let url = format!(
                 "dynamodb://gosling?endpoint={}&region=us-east-1",
@@ -697,11 +688,11 @@ fn ydb_contract() {
 
 #[test]
 fn dynamodb_read_only_creates_nothing_and_big_transactions_are_chunked() {
-    let moto = support::Moto::start();
+    let moto = gosling_standins::Moto::start();
     runtime().block_on(async {
         let opts = OpenOptions {
             read_only: true,
-            credentials: Some(support::Moto::credentials()),
+            credentials: Some(gosling_standins::Moto::credentials()),
         };
         let url = format!(
             "dynamodb://ro?endpoint={}&region=us-east-1&max_tx=25",

@@ -1,7 +1,5 @@
-//! Test support: a `moto_server` (DynamoDB and S3) started on 127.0.0.1 on a free port for
+//! A `moto_server` (DynamoDB, S3, SQS, EC2, ECS) started on 127.0.0.1 on a free port for
 //! the tests and stopped when dropped.
-
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,7 +14,8 @@ pub struct Moto {
     port: u16,
 }
 
-fn free_port() -> u16 {
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -71,7 +70,8 @@ impl Moto {
         assert!(status.starts_with("HTTP/1.1 200"), "moto reset: {status}");
     }
 
-    fn request(&self, method: &str, path: &str) -> std::io::Result<String> {
+    /// Sends a bodiless request to moto and returns its status line.
+    pub fn request(&self, method: &str, path: &str) -> std::io::Result<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         write!(
@@ -90,6 +90,11 @@ impl Moto {
             access_key_id: "testing".into(),
             secret_access_key: "testing".into(),
         }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 }
 

@@ -1,0 +1,8 @@
+//! Stand-ins for the services this workplace cannot run, each following the documented
+//! behaviour of the real one, for the tests and for trying the system on one machine:
+//! [`Moto`] (AWS: DynamoDB, S3, SQS, EC2, ECS, through `moto_server`).
+#![warn(missing_docs)]
+
+pub mod moto;
+
+pub use moto::{free_port, Moto};
