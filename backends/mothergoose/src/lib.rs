@@ -1,0 +1,1 @@
+//! MotherGoose: GitLab job events to queue to runners, on the deployed IR.

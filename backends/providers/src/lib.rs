@@ -1,0 +1,1 @@
+//! Cloud providers for runners: AWS (EC2, ECS Fargate) and Yandex Cloud (Compute, Serverless Containers), behind gosling-fleet's Provider interface.

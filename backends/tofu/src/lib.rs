@@ -1,0 +1,1 @@
+//! OpenTofu for runners: configurations rendered from templates, a tofu runner with stored plans, and binary management.

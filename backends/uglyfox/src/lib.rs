@@ -1,0 +1,1 @@
+//! UglyFox: runner health, pruning, Apex/Nadir pools, audit and cron Jobs, on the deployed IR.
