@@ -8,23 +8,29 @@
 //! - [`tasks`]: the design's tasks as queue messages;
 //! - [`credentials`]: runner credentials, admin and Rift tokens;
 //! - [`secrets`]: resolving the Nest's secret references;
-//! - [`deployed`]: the deployed IR, reloaded when a deployment changes.
+//! - [`deployed`]: the deployed IR, reloaded when a deployment changes;
+//! - [`lifecycle`]: ending runners (drain, remove, retry, force) and [`registry`]: their
+//!   GitLab registrations.
 #![warn(missing_docs)]
 
 pub mod credentials;
 pub mod deployed;
+pub mod lifecycle;
 pub mod local;
 pub mod provider;
+pub mod registry;
 pub mod runners;
 pub mod secrets;
 pub mod state;
 pub mod tasks;
 
 pub use deployed::{load_current, load_ir, Deployed, DeployedError, DeployedWatch};
+pub use lifecycle::{Lifecycle, Step, TerminationPolicy};
 pub use provider::{
     provider_key, Bootstrap, Handle, MachineStatus, Provider, ProviderError, Providers, RunnerSpec,
     SharedProvider,
 };
+pub use registry::{Registration, Registry, RegistryError};
 pub use runners::{set_state, state_of, Also, Edit, Fleet, FleetError};
 pub use state::{IllegalTransition, Pool, RunnerState, ALL_STATES};
 pub use tasks::Task;
