@@ -170,6 +170,10 @@ pub fn job_records(ir: &Deployment, version: u64, now: DateTime<Utc>) -> Vec<Job
             config: serde_json::to_value(j).unwrap_or(Value::Null),
             config_hash: j.config_hash.clone(),
             deployment_version: version,
+            scheduled_for: None,
+            attempt: 0,
+            last_result: None,
+            notified: false,
         })
         .collect()
 }

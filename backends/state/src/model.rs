@@ -401,6 +401,19 @@ pub struct JobRecord {
     pub config_hash: String,
     /// The deployment version that last changed it.
     pub deployment_version: u64,
+    /// The scheduled time of the run in progress or last run.
+    #[serde(default, with = "ts::option")]
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Runs of that scheduled time so far (1 + retries after failures).
+    #[serde(default)]
+    pub attempt: u32,
+    /// How the last run ended: `success`, `exit_code`, `timed_out`, `finished_at`,
+    /// `runner_id`, `output_tail`.
+    #[serde(default)]
+    pub last_result: Option<Value>,
+    /// Whether the `on_failure` recipients were told about the last failure.
+    #[serde(default)]
+    pub notified: bool,
 }
 
 /// `audit_logs`: one action.

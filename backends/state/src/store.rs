@@ -627,8 +627,15 @@ pub trait StateStore: Send + Sync {
             match old_jobs.get(&job.name) {
                 Some(old) if old.item.config_hash == job.config_hash => {}
                 Some(old) => {
+                    // A new configuration keeps the job's run history and any run in
+                    // progress; only its definition and next run change.
                     let mut j = job.clone();
                     j.last_run = old.item.last_run;
+                    j.status = old.item.status.clone();
+                    j.scheduled_for = old.item.scheduled_for;
+                    j.attempt = old.item.attempt;
+                    j.last_result = old.item.last_result.clone();
+                    j.notified = old.item.notified;
                     rows.push(Write::Put {
                         table: Table::Jobs,
                         doc: to_doc(Table::Jobs, &j)?,

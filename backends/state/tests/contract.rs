@@ -51,6 +51,10 @@ fn job(name: &str, hash: &str, version: u64) -> JobRecord {
         config: json!({"name": name}),
         config_hash: hash.into(),
         deployment_version: version,
+        scheduled_for: None,
+        attempt: 0,
+        last_result: None,
+        notified: false,
     }
 }
 
