@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 
 use crate::metrics::Metrics;
 use crate::reload::{Reloadable, Watched};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Errors loading the auth file.
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +174,15 @@ impl AuthState {
             .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
     }
 
+    /// Whether `token` is one of the bearer tokens in force (see [`Credentials::check_token`]),
+    /// checked under the read lock rather than through a new reference to the credentials.
+    pub fn check_token(&self, token: &str) -> bool {
+        match self.creds.read() {
+            Ok(g) => g.check_token(token),
+            Err(p) => p.into_inner().check_token(token),
+        }
+    }
+
     /// Re-reads the file. On error the previous credentials stay in force.
     pub fn reload(&self) -> Result<(), AuthFileError> {
         let text = std::fs::read_to_string(&self.path).map_err(|source| AuthFileError::Read {
@@ -232,6 +241,10 @@ struct Slot {
 pub struct RateLimiter {
     cfg: RateLimitConfig,
     slots: Mutex<HashMap<IpAddr, Slot>>,
+    /// When the last lockout in force ends, in milliseconds since `epoch`: before it, `check`
+    /// looks the client up; after it, nobody is locked out and `check` takes no lock.
+    locked_until_ms: AtomicU64,
+    epoch: Instant,
 }
 
 const MAX_TRACKED_CLIENTS: usize = 100_000;
@@ -242,12 +255,18 @@ impl RateLimiter {
         RateLimiter {
             cfg,
             slots: Mutex::new(HashMap::new()),
+            locked_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
     /// `Err(retry_after)` while `ip` is locked out.
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
         if self.cfg.max_failures == 0 {
+            return Ok(());
+        }
+        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if now_ms >= self.locked_until_ms.load(Ordering::Acquire) {
             return Ok(());
         }
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -296,7 +315,12 @@ impl RateLimiter {
         }
         slot.failures = slot.failures.saturating_add(1);
         if slot.failures >= self.cfg.max_failures {
-            slot.blocked_until = Some(now + self.cfg.lockout);
+            let until = now + self.cfg.lockout;
+            slot.blocked_until = Some(until);
+            // Rounded up, so that the lock-free check never ends a lockout early.
+            let ms = until.duration_since(self.epoch).as_millis() + 1;
+            self.locked_until_ms
+                .fetch_max(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Release);
             slot.failures = 0;
             slot.window_start = now;
             tracing::warn!(client = %ip, "too many authentication failures; client locked out");

@@ -84,6 +84,10 @@ pub struct Cli {
     /// fsync uploads before making them visible [default: true].
     #[arg(long, env = "RIFT_FSYNC")]
     pub fsync: Option<bool>,
+    /// Memory for small objects (up to 128KiB) served without disk access; 0 turns it off
+    /// [default: 64MiB].
+    #[arg(long, env = "RIFT_MEMORY_CACHE_SIZE")]
+    pub memory_cache_size: Option<String>,
     /// Accepted clock difference for SigV4 requests [default: 15m].
     #[arg(long, env = "RIFT_CLOCK_SKEW")]
     pub clock_skew: Option<String>,
@@ -171,6 +175,7 @@ struct FileConfig {
     max_object_size: Option<Human>,
     max_age: Option<Human>,
     fsync: Option<bool>,
+    memory_cache_size: Option<Human>,
     clock_skew: Option<Human>,
     auth_reload_interval: Option<Human>,
     auth_failure_limit: Option<u32>,
@@ -304,6 +309,8 @@ pub struct Config {
     pub max_age: Option<Duration>,
     /// fsync uploads before commit.
     pub fsync: bool,
+    /// Memory for small objects kept for reading (0 = off).
+    pub memory_cache_size: u64,
     /// SigV4 clock-skew window.
     pub clock_skew: Duration,
     /// Auth file poll interval.
@@ -343,6 +350,7 @@ impl Config {
             max_object_size: 5 << 30,
             max_age: None,
             fsync: true,
+            memory_cache_size: 64 << 20,
             clock_skew: Duration::from_secs(15 * 60),
             auth_reload_interval: Duration::from_secs(2),
             auth_failure_limit: 20,
@@ -399,6 +407,13 @@ impl Config {
         }
         if let Some(v) = cli.fsync.or(file.fsync) {
             c.fsync = v;
+        }
+        if let Some(v) = size(
+            "memory_cache_size",
+            cli.memory_cache_size,
+            file.memory_cache_size,
+        )? {
+            c.memory_cache_size = v;
         }
         if let Some(v) = dur("clock_skew", cli.clock_skew, file.clock_skew)? {
             c.clock_skew = v;

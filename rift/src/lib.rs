@@ -21,6 +21,7 @@ pub mod chunked;
 pub mod config;
 pub mod docker;
 pub mod error;
+pub mod etag;
 pub mod metrics;
 pub mod multipart;
 pub mod origin;

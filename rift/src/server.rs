@@ -31,7 +31,7 @@ use crate::origin::Origin;
 use crate::reload::{spawn_reloader, Reloadable};
 use crate::s3::{self, ListParams, ListVersion, RangeSpec};
 use crate::sigv4::{self, PayloadHash, SigRequest};
-use crate::store::{PutOptions, Store, StoreConfig, StoreError};
+use crate::store::{ObjectHeaders, PutOptions, Store, StoreConfig, StoreError};
 use crate::tls::{server_config, CertStore};
 
 /// The bucket behind the plain `/cache/{key}` endpoint (also reachable through the S3 API).
@@ -140,6 +140,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         max_age: config.max_age,
         max_object_size: config.max_object_size,
         fsync: config.fsync,
+        memory_cache: config.memory_cache_size,
     };
     let m = Arc::clone(&metrics);
     let store = tokio::task::spawn_blocking(move || Store::open(store_cfg, m))
@@ -346,23 +347,21 @@ async fn handle_main(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     Metrics::inc(&state.metrics.requests);
-    let rid = format!("{:016X}", state.request_ids.fetch_add(1, Ordering::Relaxed));
-    let head = req.method() == Method::HEAD;
     let method = req.method().clone();
     let resp = match route(&state, peer, req).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%method, code = e.code, status = %e.status, "request failed");
-            e.into_response(head, &rid)
+            let rid = format!("{:016X}", state.request_ids.fetch_add(1, Ordering::Relaxed));
+            e.into_response(method == Method::HEAD, &rid)
         }
     };
     Ok(resp)
 }
 
-fn decode_path(raw: &str) -> Result<String, ApiError> {
+fn decode_path(raw: &str) -> Result<std::borrow::Cow<'_, str>, ApiError> {
     percent_decode_str(raw)
         .decode_utf8()
-        .map(|s| s.into_owned())
         .map_err(|_| ApiError::invalid_argument("the path is not valid UTF-8"))
 }
 
@@ -394,8 +393,10 @@ async fn route(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let path = req.uri().path().to_string();
-    match path.as_str() {
+    // A cheap handle (shared bytes), so that the path outlives the moved request.
+    let uri = req.uri().clone();
+    let path = uri.path();
+    match path {
         "/health" => return Ok(text(StatusCode::OK, "ok\n")),
         "/metrics" => {
             let m = state.metrics.render(state.store.gauges());
@@ -412,11 +413,11 @@ async fn route(
         Metrics::inc(&state.metrics.rate_limited);
         return Err(ApiError::rate_limited(wait.as_secs()));
     }
-    let query = req.uri().query().map(str::to_string);
-    let sig = sigv4::is_sigv4(req.headers(), query.as_deref());
+    let query = uri.query();
+    let sig = sigv4::is_sigv4(req.headers(), query);
     if !sig {
         if let Some(raw_key) = path.strip_prefix("/cache/") {
-            let ok = bearer(req.headers()).is_some_and(|t| state.auth.current().check_token(t));
+            let ok = bearer(req.headers()).is_some_and(|t| state.auth.check_token(t));
             if !ok {
                 state.auth_failure(peer, "cache");
                 return Err(if bearer(req.headers()).is_some() {
@@ -438,8 +439,8 @@ async fn route(
         sigv4::verify(
             SigRequest {
                 method: req.method().as_str(),
-                path: &path,
-                query: query.as_deref(),
+                path,
+                query,
                 headers: req.headers(),
             },
             |ak| creds.secret_for(ak),
@@ -454,8 +455,8 @@ async fn route(
             return Err(e.into());
         }
     };
-    let q = query_map(query.as_deref());
-    let decoded = decode_path(&path)?;
+    let q = query_map(query);
+    let decoded = decode_path(path)?;
     let trimmed = decoded.strip_prefix('/').unwrap_or(&decoded);
     if trimmed.is_empty() {
         return match *req.method() {
@@ -697,17 +698,18 @@ async fn object(
     authn: Authn,
     q: &[(String, String)],
 ) -> Result<Response<Body>, ApiError> {
-    let resource = format!("/{bucket}/{key}");
+    let resource = || format!("/{bucket}/{key}");
     if key.is_empty() {
-        return Err(ApiError::invalid_argument("the object key is empty").with_resource(resource));
+        return Err(ApiError::invalid_argument("the object key is empty").with_resource(resource()));
     }
     let full_key = format!("{bucket}/{key}");
     crate::store::validate_key(&full_key)
-        .map_err(|e| ApiError::from(e).with_resource(resource.as_str()))?;
-    let multipart = qhas(q, "uploadId") || qhas(q, "uploads") || qhas(q, "partNumber");
+        .map_err(|e| ApiError::from(e).with_resource(resource()))?;
+    let multipart =
+        !q.is_empty() && (qhas(q, "uploadId") || qhas(q, "uploads") || qhas(q, "partNumber"));
     match *req.method() {
         Method::GET | Method::HEAD if !multipart => {
-            get_object(state, &req, bucket, key, &resource).await
+            get_object(state, &req, bucket, key, &full_key).await
         }
         Method::PUT if !multipart => {
             if req.headers().contains_key("x-amz-copy-source") {
@@ -756,18 +758,34 @@ async fn get_object(
     req: &Request<Incoming>,
     bucket: &str,
     key: &str,
-    resource: &str,
+    full_key: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let full_key = format!("{bucket}/{key}");
-    let head = req.method() == Method::HEAD;
-    let mut found = state.store.get(&full_key).await?;
+    let resource = || format!("/{bucket}/{key}");
+    // Hot small objects are answered from memory, without a thread handoff or a file.
+    if let Some(hot) = state.store.get_hot(full_key) {
+        Metrics::inc(&state.metrics.hits);
+        let headers = ObjectHeaders {
+            etag: hot.etag.clone(),
+            last_modified: hot.last_modified.clone(),
+            content_type: hot.content_type.clone(),
+        };
+        return answer(
+            state,
+            req,
+            hot.meta.size,
+            headers,
+            Source::Memory(hot.body.clone()),
+            &resource,
+        );
+    }
+    let mut found = state.store.get(full_key).await?;
     if found.is_some() {
         Metrics::inc(&state.metrics.hits);
     } else {
         Metrics::inc(&state.metrics.misses);
         if let Some(origin) = &state.origin {
             match origin.fetch(&state.store, bucket, key).await {
-                Ok(true) => found = state.store.get(&full_key).await?,
+                Ok(true) => found = state.store.get(full_key).await?,
                 Ok(false) => {}
                 Err(e) => {
                     Metrics::inc(&state.metrics.origin_errors);
@@ -776,35 +794,56 @@ async fn get_object(
             }
         }
     }
-    let Some(obj) = found else {
-        return Err(ApiError::no_such_key(resource));
+    let Some(mut obj) = found else {
+        return Err(ApiError::no_such_key(&resource()));
     };
-    let meta = &obj.meta;
-    let etag = meta.etag();
+    let headers = ObjectHeaders::of(&obj.meta);
+    let size = obj.meta.size;
+    let source = match obj.small.take() {
+        Some(b) => Source::Memory(b),
+        None => Source::File(obj),
+    };
+    answer(state, req, size, headers, source, &resource)
+}
+
+/// Where the body of an answered object comes from.
+enum Source {
+    Memory(Bytes),
+    File(crate::store::OpenObject),
+}
+
+/// Answers a GET or HEAD of an object: preconditions, range, headers, body.
+fn answer(
+    state: &Arc<AppState>,
+    req: &Request<Incoming>,
+    size: u64,
+    headers: ObjectHeaders,
+    source: Source,
+    resource: &dyn Fn() -> String,
+) -> Result<Response<Body>, ApiError> {
+    let head = req.method() == Method::HEAD;
     let h = req.headers();
     if let Some(v) = h.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
-        if !etag_matches(v, &etag) {
+        if !etag_matches(v, etag_str(&headers.etag)) {
             return Err(ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
                 "PreconditionFailed",
                 "At least one of the pre-conditions you specified did not hold",
             )
-            .with_resource(resource));
+            .with_resource(resource()));
         }
     }
     if let Some(v) = h.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        if etag_matches(v, &etag) {
+        if etag_matches(v, etag_str(&headers.etag)) {
             let mut r = status_only(StatusCode::NOT_MODIFIED);
-            if let Ok(v) = HeaderValue::from_str(&etag) {
-                r.headers_mut().insert(header::ETAG, v);
-            }
+            r.headers_mut().insert(header::ETAG, headers.etag);
             return Ok(r);
         }
     }
     let range_header = h.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let range = s3::parse_range(range_header, meta.size);
+    let range = s3::parse_range(range_header, size);
     let (status, start, len) = match range {
-        RangeSpec::Full => (StatusCode::OK, 0, meta.size),
+        RangeSpec::Full => (StatusCode::OK, 0, size),
         RangeSpec::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
         RangeSpec::Unsatisfiable => {
             let mut e = ApiError::new(
@@ -812,46 +851,38 @@ async fn get_object(
                 "InvalidRange",
                 "The requested range is not satisfiable",
             )
-            .with_resource(resource)
+            .with_resource(resource())
             .into_response(head, "0");
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", meta.size)) {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", size)) {
                 e.headers_mut().insert(header::CONTENT_RANGE, v);
             }
             return Ok(e);
         }
     };
-    let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        headers.insert(header::ETAG, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&s3::http_date(meta.modified)) {
-        headers.insert(header::LAST_MODIFIED, v);
-    }
-    let ctype = HeaderValue::from_str(&meta.content_type)
-        .unwrap_or_else(|_| HeaderValue::from_static("binary/octet-stream"));
-    headers.insert(header::CONTENT_TYPE, ctype);
+    let mut r = Response::new(empty());
+    let hm = r.headers_mut();
+    hm.reserve(7);
+    hm.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    hm.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    hm.insert(header::ETAG, headers.etag);
+    hm.insert(header::LAST_MODIFIED, headers.last_modified);
+    hm.insert(header::CONTENT_TYPE, headers.content_type);
     if status == StatusCode::PARTIAL_CONTENT {
-        if let Ok(v) = HeaderValue::from_str(&format!(
-            "bytes {}-{}/{}",
-            start,
-            start + len - 1,
-            meta.size
-        )) {
-            headers.insert(header::CONTENT_RANGE, v);
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("bytes {}-{}/{}", start, start + len - 1, size))
+        {
+            hm.insert(header::CONTENT_RANGE, v);
         }
     }
-    let body = if head {
-        empty()
-    } else {
+    *r.status_mut() = status;
+    if !head {
         Metrics::add(&state.metrics.bytes_out, len);
-        match obj.small {
-            Some(b) => {
+        *r.body_mut() = match source {
+            Source::Memory(b) => {
                 let s = start as usize;
                 full(b.slice(s..s + len as usize))
             }
-            None => {
+            Source::File(obj) => {
                 let stream = obj
                     .into_stream(start, len)
                     .map_err(|e| ApiError::internal(format!("seek failed: {e}")))?
@@ -859,12 +890,14 @@ async fn get_object(
                     .map_err(|e| Box::new(e) as BoxError);
                 StreamBody::new(stream).boxed_unsync()
             }
-        }
-    };
-    let mut r = Response::new(body);
-    *r.status_mut() = status;
-    *r.headers_mut() = headers;
+        };
+    }
     Ok(r)
+}
+
+/// The text of an ETag header value (always ASCII: quotes and hex digits).
+fn etag_str(v: &HeaderValue) -> &str {
+    v.to_str().unwrap_or("")
 }
 
 async fn put_object(

@@ -12,9 +12,10 @@
 //! objects until the total size is within the limit, and objects older than the optional
 //! maximum age.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,10 +23,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use md5::{Digest as _, Md5};
-use sha2::Sha256;
+use http::HeaderValue;
+use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
+use crate::etag::Md5;
 use crate::metrics::{Metrics, StoreGauges};
 
 const MAGIC: &[u8; 8] = b"RIFTOBJ1";
@@ -39,8 +41,6 @@ const MAX_CTYPE_LEN: usize = 255;
 const SMALL_FILE: u64 = 128 * 1024;
 /// How much of a large file is read to parse its header.
 const HEADER_PROBE: usize = 4096;
-/// Write buffer of the upload writer.
-const WRITE_BUFFER: usize = 1 << 20;
 
 /// Configuration of a [`Store`].
 #[derive(Debug, Clone)]
@@ -55,6 +55,8 @@ pub struct StoreConfig {
     pub max_object_size: u64,
     /// Whether to `fsync` an upload before renaming it into place.
     pub fsync: bool,
+    /// Memory for small objects kept for reading without disk access (0 turns it off).
+    pub memory_cache: u64,
 }
 
 /// Errors of the store. None of them leaves a partial object behind.
@@ -216,6 +218,10 @@ struct Entry {
     md5: [u8; 16],
     modified: i64,
     tick: u64,
+    /// This very generation, in memory.
+    hot: Option<Arc<Hot>>,
+    /// Read since the memory cache last looked at it (second chance).
+    hot_ref: bool,
 }
 
 impl Entry {
@@ -228,6 +234,77 @@ impl Entry {
             md5: meta.md5,
             modified: meta.modified,
             tick: 0,
+            hot: None,
+            hot_ref: false,
+        }
+    }
+}
+
+/// A small object held in memory, with the response headers that describe it.
+///
+/// It is attached to one generation of a key in the index and leaves with it: replacing,
+/// deleting or evicting the key drops it, so a read never sees an older write through it.
+#[derive(Debug)]
+pub struct Hot {
+    /// The object's metadata.
+    pub meta: ObjectMeta,
+    /// The whole body.
+    pub body: Bytes,
+    /// `ETag`.
+    pub etag: HeaderValue,
+    /// `Last-Modified`.
+    pub last_modified: HeaderValue,
+    /// `Content-Type`.
+    pub content_type: HeaderValue,
+}
+
+impl Hot {
+    fn new(meta: ObjectMeta, body: Bytes) -> Hot {
+        let headers = ObjectHeaders::of(&meta);
+        Hot {
+            meta,
+            body,
+            etag: headers.etag,
+            last_modified: headers.last_modified,
+            content_type: headers.content_type,
+        }
+    }
+
+    /// Memory charged for it.
+    fn cost(&self) -> u64 {
+        // The body shares its allocation with the file's header.
+        (FIXED_HEADER
+            + self.meta.content_type.len()
+            + 2 * self.meta.key.len()
+            + self.body.len()
+            + HOT_OVERHEAD) as u64
+    }
+}
+
+/// Memory charged for a hot object beyond its body and key.
+const HOT_OVERHEAD: usize = 256;
+
+/// The response headers that describe an object.
+#[derive(Debug, Clone)]
+pub struct ObjectHeaders {
+    /// `ETag`.
+    pub etag: HeaderValue,
+    /// `Last-Modified`.
+    pub last_modified: HeaderValue,
+    /// `Content-Type` (`binary/octet-stream` when the stored one is not a valid header).
+    pub content_type: HeaderValue,
+}
+
+impl ObjectHeaders {
+    /// The headers of `meta`.
+    pub fn of(meta: &ObjectMeta) -> ObjectHeaders {
+        ObjectHeaders {
+            etag: HeaderValue::from_str(&meta.etag())
+                .unwrap_or_else(|_| HeaderValue::from_static("\"\"")),
+            last_modified: HeaderValue::from_str(&crate::s3::http_date(meta.modified))
+                .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT")),
+            content_type: HeaderValue::from_str(&meta.content_type)
+                .unwrap_or_else(|_| HeaderValue::from_static("binary/octet-stream")),
         }
     }
 }
@@ -239,6 +316,12 @@ struct Index {
     tick: u64,
     next_gen: u64,
     total: u64,
+    /// Memory used by hot objects, and their number.
+    hot_total: u64,
+    hot_count: usize,
+    /// Hot objects in the order they were made hot (the clock of a second-chance policy).
+    /// Entries of keys since replaced or removed are skipped when met.
+    hot_ring: VecDeque<(String, u64)>,
 }
 
 impl Index {
@@ -254,10 +337,77 @@ impl Index {
     }
 
     fn remove(&mut self, key: &str) -> Option<Entry> {
-        let e = self.entries.remove(key)?;
+        let mut e = self.entries.remove(key)?;
         self.lru.remove(&e.tick);
         self.total = self.total.saturating_sub(e.file_len);
+        if let Some(h) = e.hot.take() {
+            self.hot_total = self.hot_total.saturating_sub(h.cost());
+            self.hot_count -= 1;
+        }
         Some(e)
+    }
+
+    /// The hot copy of `key`, marked as used, when it has one (and is not expired: the
+    /// caller checks with `fresh`).
+    fn hot(&mut self, key: &str, fresh: impl Fn(&Entry) -> bool) -> Option<Arc<Hot>> {
+        let e = self.entries.get_mut(key)?;
+        let hot = e.hot.as_ref()?;
+        if !fresh(e) {
+            return None;
+        }
+        let hot = Arc::clone(hot);
+        e.hot_ref = true;
+        self.tick += 1;
+        let old = std::mem::replace(&mut e.tick, self.tick);
+        if let Some(k) = self.lru.remove(&old) {
+            self.lru.insert(self.tick, k);
+        }
+        Some(hot)
+    }
+
+    /// Keeps `hot` in memory for generation `gen` of `key`, if that is still the current one,
+    /// then makes room within `limit` by dropping hot copies not read recently.
+    fn make_hot(&mut self, key: &str, gen: u64, hot: Arc<Hot>, limit: u64) {
+        let cost = hot.cost();
+        if cost > limit {
+            return;
+        }
+        let Some(e) = self.entries.get_mut(key) else {
+            return;
+        };
+        if e.gen != gen || e.hot.is_some() {
+            return;
+        }
+        e.hot = Some(hot);
+        e.hot_ref = false;
+        self.hot_total += cost;
+        self.hot_count += 1;
+        self.hot_ring.push_back((key.to_string(), gen));
+        // Every pass either drops a copy or clears a mark, so this ends within two turns.
+        while self.hot_total > limit {
+            let Some((k, g)) = self.hot_ring.pop_front() else {
+                break;
+            };
+            let Some(e) = self.entries.get_mut(&k).filter(|e| e.gen == g) else {
+                continue;
+            };
+            if e.hot_ref {
+                e.hot_ref = false;
+                self.hot_ring.push_back((k, g));
+            } else if let Some(h) = e.hot.take() {
+                self.hot_total = self.hot_total.saturating_sub(h.cost());
+                self.hot_count -= 1;
+            }
+        }
+        // Entries of replaced or removed keys accumulate: sweep them out now and then.
+        if self.hot_ring.len() > 2 * self.hot_count + 64 {
+            let entries = &self.entries;
+            self.hot_ring.retain(|(k, g)| {
+                entries
+                    .get(k)
+                    .is_some_and(|e| e.gen == *g && e.hot.is_some())
+            });
+        }
     }
 
     fn insert(&mut self, key: String, mut e: Entry) -> Option<Entry> {
@@ -389,6 +539,23 @@ impl Drop for TmpGuard {
     }
 }
 
+/// Most chunks written with one `writev`.
+const WRITE_BATCH: usize = 64;
+
+/// Writes all of `bufs` (advancing over partial writes).
+fn write_all_vectored(file: &mut File, mut bufs: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+    io::IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match file.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn writer_thread(
     path: &Path,
     header: &[u8],
@@ -396,41 +563,59 @@ fn writer_thread(
     want_sha: bool,
     fsync: bool,
 ) -> Result<Written, StoreError> {
-    let file = OpenOptions::new()
+    let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(|e| StoreError::io(path, e))?;
-    let mut w = BufWriter::with_capacity(WRITE_BUFFER, file);
-    w.write_all(header).map_err(|e| StoreError::io(path, e))?;
+    // The MD5 runs on the ETag engine while this thread writes (see `etag`).
     let mut md5 = Md5::new();
     let mut sha = want_sha.then(Sha256::new);
     let mut n: u64 = 0;
-    loop {
+    let mut header = Some(header);
+    let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
+    let mut finished = false;
+    while !finished {
+        // Everything already received is written with one system call, without copying.
         match rx.blocking_recv() {
-            Some(Chunk::Data(b)) => {
-                md5.update(&b);
-                if let Some(s) = sha.as_mut() {
-                    s.update(&b);
-                }
-                w.write_all(&b).map_err(|e| StoreError::io(path, e))?;
-                n += b.len() as u64;
-            }
-            Some(Chunk::Finish) => break,
+            Some(Chunk::Data(b)) => batch.push(b),
+            Some(Chunk::Finish) => finished = true,
             None => return Err(StoreError::Body("upload cancelled".into())),
         }
+        while !finished && batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(Chunk::Data(b)) => batch.push(b),
+                Ok(Chunk::Finish) => finished = true,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    return Err(StoreError::Body("upload cancelled".into()))
+                }
+            }
+        }
+        for b in &batch {
+            if let Some(s) = sha.as_mut() {
+                s.update(b);
+            }
+            md5.update(b.clone())
+                .map_err(|e| StoreError::Task(e.to_string()))?;
+            n += b.len() as u64;
+        }
+        let mut slices: Vec<io::IoSlice<'_>> = Vec::with_capacity(batch.len() + 1);
+        if let Some(h) = header.take() {
+            slices.push(io::IoSlice::new(h));
+        }
+        slices.extend(batch.iter().map(|b| io::IoSlice::new(b)));
+        write_all_vectored(&mut file, &mut slices).map_err(|e| StoreError::io(path, e))?;
+        drop(slices);
+        batch.clear();
     }
-    let mut file = w
-        .into_inner()
-        .map_err(|e| StoreError::io(path, e.into_error()))?;
-    let md5: [u8; 16] = md5.finalize().into();
+    let md5 = md5.finish().map_err(|e| StoreError::Task(e.to_string()))?;
     let modified = now_unix();
-    let mut patch = Vec::with_capacity(32);
-    patch.extend_from_slice(&n.to_le_bytes());
-    patch.extend_from_slice(&md5);
-    patch.extend_from_slice(&modified.to_le_bytes());
-    file.seek(SeekFrom::Start(8))
-        .and_then(|_| file.write_all(&patch))
+    let mut patch = [0u8; 32];
+    patch[..8].copy_from_slice(&n.to_le_bytes());
+    patch[8..24].copy_from_slice(&md5);
+    patch[24..].copy_from_slice(&modified.to_le_bytes());
+    file.write_all_at(&patch, 8)
         .map_err(|e| StoreError::io(path, e))?;
     if fsync {
         file.sync_data().map_err(|e| StoreError::io(path, e))?;
@@ -608,8 +793,7 @@ impl Store {
             let Some((_, key)) = idx.lru.pop_first() else {
                 break;
             };
-            if let Some(e) = idx.entries.remove(&key) {
-                idx.total = idx.total.saturating_sub(e.file_len);
+            if let Some(e) = idx.remove(&key) {
                 Metrics::inc(&self.metrics.evictions);
                 tracing::debug!(%key, bytes = e.file_len, "evicted");
                 victims.push(self.object_path(&key, e.gen));
@@ -864,6 +1048,11 @@ impl Store {
             } else {
                 None
             };
+            if let (Some(body), true) = (&small, self.cfg.memory_cache > 0) {
+                let hot = Arc::new(Hot::new(meta.clone(), body.clone()));
+                self.lock()
+                    .make_hot(key, entry.gen, hot, self.cfg.memory_cache);
+            }
             return Ok(Some(OpenObject {
                 meta,
                 small,
@@ -872,6 +1061,17 @@ impl Store {
             }));
         }
         Ok(None)
+    }
+
+    /// The in-memory copy of `key`, when it has one: no disk access and no thread handoff.
+    /// Like [`Store::open_blocking`], it makes the object the most recently used. `None`
+    /// means "not in memory" (it may still be on disk: use [`Store::get`]).
+    pub fn get_hot(&self, key: &str) -> Option<Arc<Hot>> {
+        if self.cfg.memory_cache == 0 {
+            return None;
+        }
+        let mut idx = self.lock();
+        idx.hot(key, |e| !self.is_expired(e))
     }
 
     fn forget_corrupt(&self, key: &str, gen: u64, path: &Path) {
@@ -1012,6 +1212,7 @@ mod tests {
                 max_age: None,
                 max_object_size: 1 << 30,
                 fsync: false,
+                memory_cache: 1 << 20,
             },
             Arc::new(Metrics::default()),
         )
@@ -1047,7 +1248,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(m.size, 11);
-        assert_eq!(m.etag(), format!("\"{:x}\"", Md5::digest(b"hello world")));
+        assert_eq!(
+            m.etag(),
+            format!("\"{:x}\"", md5::Md5::digest(b"hello world"))
+        );
         let o = s.get("b/k").await.unwrap().unwrap();
         assert_eq!(read_all(o), b"hello world");
         s.put_stream("b/k", PutOptions::default(), body(&[b"v2"]))

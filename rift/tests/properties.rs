@@ -139,6 +139,8 @@ fn open(dir: &std::path::Path, max: u64) -> Arc<Store> {
             max_age: None,
             max_object_size: 1 << 20,
             fsync: false,
+            // Small enough that hot copies are dropped and taken again.
+            memory_cache: 8_000,
         },
         Arc::new(Metrics::default()),
     )
@@ -162,7 +164,7 @@ proptest! {
 
     // Property 20 (store side) and the cache invariant: any sequence of puts, gets,
     // deletes, cut uploads, evictions and restarts keeps the size limit and never serves bytes
-    // other than those last fully written for a key.
+    // other than those last fully written for a key, from disk or from memory.
     #[test]
     fn store_keeps_limit_and_serves_only_last_complete_write(
         ops in prop::collection::vec(op(), 1..40),
@@ -200,6 +202,11 @@ proptest! {
                         assert!(r.is_err());
                     }
                     Op::Get(k) => {
+                        // The in-memory copy, when there is one, and the disk.
+                        if let Some(h) = store.get_hot(&format!("b/{k}")) {
+                            let expected = last.get(&k).expect("served a key never fully written");
+                            assert_eq!(&h.body[..], &expected[..], "memory served bytes other than the last complete write");
+                        }
                         if let Some(o) = store.get(&format!("b/{k}")).await.unwrap() {
                             let got = read(o);
                             let expected = last.get(&k).expect("served a key never fully written");
@@ -224,6 +231,9 @@ proptest! {
             for (k, body) in &last {
                 if let Some(o) = store.get(&format!("b/{k}")).await.unwrap() {
                     assert_eq!(&read(o), body);
+                }
+                if let Some(h) = store.get_hot(&format!("b/{k}")) {
+                    assert_eq!(&h.body[..], &body[..]);
                 }
             }
         });
