@@ -42,6 +42,23 @@ impl Default for TerminationPolicy {
     }
 }
 
+impl TerminationPolicy {
+    /// The wait before the removal attempt that follows failed attempt number `attempts`
+    /// (1-based): `base_delay` doubled per attempt, at most `max_delay`.
+    pub fn retry_delay(&self, attempts: u32) -> Duration {
+        self.base_delay
+            .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+            .min(self.max_delay)
+    }
+
+    /// How long a draining runner of `egg` may take before it is stopped anyway: the
+    /// egg's job timeout (an hour when unknown, at least a minute) plus `drain_grace`.
+    pub fn drain_deadline(&self, egg: Option<&fly_ir::Egg>) -> Duration {
+        let job = egg.map_or(3600, |e| e.runner.timeout_s.max(60));
+        Duration::from_secs(job) + self.drain_grace
+    }
+}
+
 /// Where a termination stands after a step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -232,11 +249,7 @@ impl Lifecycle {
             })
             .await?;
         if attempts < max {
-            let exp = self
-                .policy
-                .base_delay
-                .saturating_mul(1 << (attempts - 1).min(16));
-            return Ok(Step::RetryAfter(exp.min(self.policy.max_delay)));
+            return Ok(Step::RetryAfter(self.policy.retry_delay(attempts)));
         }
         self.fleet
             .edit(id, |r, now| {
@@ -258,8 +271,7 @@ impl Lifecycle {
 
     /// How long a draining runner of `egg` may take before it is stopped anyway.
     pub fn drain_deadline(&self, egg: Option<&fly_ir::Egg>) -> Duration {
-        let job = egg.map_or(3600, |e| e.runner.timeout_s.max(60));
-        Duration::from_secs(job) + self.policy.drain_grace
+        self.policy.drain_deadline(egg)
     }
 }
 
@@ -285,4 +297,19 @@ pub fn parse_instruction(s: &str) -> Option<Instruction> {
     ]
     .into_iter()
     .find(|i| instruction_name(*i) == s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap_and_drains_get_the_job_timeout_plus_grace() {
+        let p = TerminationPolicy::default();
+        let secs: Vec<u64> = (1..=8).map(|a| p.retry_delay(a).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(p.retry_delay(0), p.base_delay);
+        assert_eq!(p.retry_delay(u32::MAX), p.max_delay);
+        assert_eq!(p.drain_deadline(None), Duration::from_secs(3600 + 300));
+    }
 }
