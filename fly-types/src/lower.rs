@@ -61,6 +61,7 @@ pub(crate) fn lower(files: &[Input<'_>], checked: &Checked<'_>) -> Deployment {
         eggs,
         jobs,
         uglyfox,
+        rifts: Vec::new(),
         source_map,
     }
 }
@@ -156,6 +157,9 @@ fn egg(n: &Node<'_>) -> Egg {
             folder_id: string(cloud, &schema::CLOUD, "folder_id"),
             subnet_id: string(cloud, &schema::CLOUD, "subnet_id"),
             preemptible: boolean(cloud, &schema::CLOUD, "preemptible"),
+            provisioning: Provisioning::default(),
+            image_id: None,
+            security_group_id: None,
         },
         resources: Resources {
             cpu: int(res, &schema::RESOURCES, "cpu") as u32,
@@ -170,6 +174,7 @@ fn egg(n: &Node<'_>) -> Egg {
             image: string(runner, &schema::EGG_RUNNER, "image").unwrap_or_default(),
             privileged: boolean(runner, &schema::EGG_RUNNER, "privileged"),
             run_untagged: boolean(runner, &schema::EGG_RUNNER, "run_untagged"),
+            max_runners: 10,
         },
         gitlab: GitLab {
             url: string(gitlab, &schema::GITLAB, "url").unwrap_or_default(),
@@ -177,6 +182,7 @@ fn egg(n: &Node<'_>) -> Egg {
             token_secret: string(gitlab, &schema::GITLAB, "token_secret").unwrap_or_default(),
         },
         environment: environment(n.child("environment")),
+        rift: None,
         config_hash: String::new(),
     };
     egg.config_hash = hash(&egg);
@@ -217,6 +223,7 @@ fn pool(n: Option<&Node<'_>>, schema: &'static BlockSchema) -> Pool {
         max_count: int(n, schema, "max_count") as u32,
         min_count: int(n, schema, "min_count") as u32,
         idle_timeout_s: secs(n, schema, "idle_timeout"),
+        scale: Vec::new(),
     }
 }
 
@@ -256,5 +263,6 @@ fn uglyfox(n: &Node<'_>) -> UglyFox {
         apex: pool(n.child("apex"), &schema::APEX),
         nadir: pool(n.child("nadir"), &schema::NADIR),
         policies,
+        throttle: Throttle::default(),
     }
 }

@@ -198,6 +198,26 @@ pub trait Metrics {
 }
 
 impl Condition {
+    /// Every metric the condition reads, each once, in the order they first appear. A
+    /// comparison with a metric the runner has not reported is false, so an executor that
+    /// wants to tell "does not hold" from "cannot tell yet" checks these first.
+    pub fn metrics(&self) -> Vec<Metric> {
+        fn walk(c: &Condition, out: &mut Vec<Metric>) {
+            match c {
+                Condition::And(cs) | Condition::Or(cs) => cs.iter().for_each(|c| walk(c, out)),
+                Condition::Not(c) => walk(c, out),
+                Condition::Compare { metric, .. } => {
+                    if !out.contains(metric) {
+                        out.push(*metric);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
+
     /// Whether the condition holds; a comparison with a missing metric is false.
     pub fn evaluate(&self, m: &dyn Metrics) -> bool {
         match self {
@@ -289,5 +309,29 @@ mod tests {
             value: Operand::Seconds(10),
         };
         assert!(!idle.evaluate(&r));
+    }
+
+    #[test]
+    fn metrics_are_listed_once_in_first_use_order() {
+        let cmp = |metric, n| Condition::Compare {
+            metric,
+            op: CmpOp::Gt,
+            value: Operand::Number(n),
+        };
+        // (cpu_usage > 90 OR NOT age > 1) AND cpu_usage > 95 AND (failed_count > 0 OR age > 2)
+        let c = Condition::And(vec![
+            Condition::Or(vec![
+                cmp(Metric::CpuUsage, 90.0),
+                Condition::Not(Box::new(cmp(Metric::Age, 1.0))),
+            ]),
+            cmp(Metric::CpuUsage, 95.0),
+            Condition::Or(vec![cmp(Metric::FailedCount, 0.0), cmp(Metric::Age, 2.0)]),
+        ]);
+        assert_eq!(
+            c.metrics(),
+            [Metric::CpuUsage, Metric::Age, Metric::FailedCount]
+        );
+        assert_eq!(cmp(Metric::State, 0.0).metrics(), [Metric::State]);
+        assert!(Condition::And(Vec::new()).metrics().is_empty());
     }
 }

@@ -8,19 +8,33 @@
 //! seconds, cron schedules expanded, policy conditions compiled to trees. Secrets are
 //! references (`vault://…`), never values. The JSON form is deterministic (sorted maps and
 //! lists), so the same Nest always gives the same bytes.
+//!
+//! # Compatibility
+//!
+//! [`IR_VERSION`] is still 1. Every field added since the first version 1 documents has a
+//! serde default, so an IR stored by an older compiler still reads, with these values:
+//! `RunnerSettings::max_runners` 10, `Cloud::provisioning` [`Provisioning::Sdk`],
+//! `Cloud::image_id` / `Cloud::security_group_id` / `Egg::rift` absent, `Deployment::rifts`
+//! empty, `Pool::scale` empty (the pool's `min_count` all the time) and `UglyFox::throttle`
+//! 10 / 10 ([`Throttle::default`]). Documents written now contain these fields, so an older
+//! reader (with `deny_unknown_fields`) refuses them: upgrade the executors before the
+//! compiler.
 #![warn(missing_docs)]
 
 mod condition;
+mod scale;
 mod schedule;
 
 pub use condition::{CmpOp, Condition, Metric, MetricType, Metrics, Operand, RunnerStateOrPool};
+pub use scale::ScaleWindow;
 pub use schedule::{Schedule, ScheduleError};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The IR version this crate reads and writes. Bumped on any incompatible change.
+/// The IR version this crate reads and writes. Bumped on any incompatible change; fields
+/// added with a serde default (see the crate docs) keep it at 1.
 pub const IR_VERSION: u32 = 1;
 
 /// A compiled Nest.
@@ -35,7 +49,12 @@ pub struct Deployment {
     pub jobs: Vec<Job>,
     /// The pruning and pool policy, if the Nest has one.
     pub uglyfox: Option<UglyFox>,
-    /// Where each item came from: `egg.NAME`, `job.NAME`, `uglyfox`, `rule.NAME`.
+    /// Rift cache servers declared in the Nest, sorted by name (empty in documents written
+    /// before Rift could be declared).
+    #[serde(default)]
+    pub rifts: Vec<Rift>,
+    /// Where each item came from: `egg.NAME`, `job.NAME`, `rift.NAME`, `uglyfox`,
+    /// `rule.NAME`.
     pub source_map: BTreeMap<String, SourceLocation>,
 }
 
@@ -81,6 +100,19 @@ impl Deployment {
     /// The egg with this name.
     pub fn egg(&self, name: &str) -> Option<&Egg> {
         self.eggs.iter().find(|e| e.name == name)
+    }
+
+    /// The Rift with this name.
+    pub fn rift(&self, name: &str) -> Option<&Rift> {
+        self.rifts.iter().find(|r| r.name == name)
+    }
+
+    /// The Rift the egg's runners use as their cache: `None` when the egg names none (its
+    /// runners get no `[runners.cache]` section and never contact a Rift, Property 22), or
+    /// names one this deployment does not declare (the compiler refuses that, so only a
+    /// hand-written document can).
+    pub fn rift_of(&self, egg: &Egg) -> Option<&Rift> {
+        self.rift(egg.rift.as_deref()?)
     }
 
     /// The JSON Schema of the IR document.
@@ -141,8 +173,24 @@ pub struct Egg {
     pub gitlab: GitLab,
     /// Environment variables set for every job.
     pub environment: BTreeMap<String, String>,
+    /// The name of the [`Rift`] its runners use as their cache (see
+    /// [`Deployment::rift_of`]); `None`: no cache. Only the name is part of the egg, so a
+    /// change of that Rift's settings changes the Rift's `config_hash`, not the egg's.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rift: Option<String>,
     /// sha256 (hex) of the egg's canonical JSON without this field.
     pub config_hash: String,
+}
+
+/// How runners are created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Provisioning {
+    /// Native cloud API calls (the provider's SDK).
+    #[default]
+    Sdk,
+    /// OpenTofu configurations rendered from templates.
+    Tofu,
 }
 
 /// Cloud placement.
@@ -161,6 +209,17 @@ pub struct Cloud {
     pub subnet_id: Option<String>,
     /// Preemptible / spot capacity.
     pub preemptible: bool,
+    /// How runners are created: cloud API calls or OpenTofu ([`Provisioning::Sdk`] when
+    /// absent).
+    #[serde(default)]
+    pub provisioning: Provisioning,
+    /// The boot image (an AMI id on AWS, an image id on Yandex Cloud), when given; else the
+    /// provisioner's default image.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub image_id: Option<String>,
+    /// The security group of the runners' network interface, when given.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub security_group_id: Option<String>,
 }
 
 /// Runner size.
@@ -193,6 +252,48 @@ pub struct RunnerSettings {
     pub privileged: bool,
     /// Take jobs without tags.
     pub run_untagged: bool,
+    /// At most this many runners of the egg exist at once; jobs beyond them wait for a
+    /// runner (10 when absent).
+    #[serde(default = "default_max_runners")]
+    pub max_runners: u32,
+}
+
+/// `RunnerSettings::max_runners` when the document does not say.
+fn default_max_runners() -> u32 {
+    10
+}
+
+/// A Rift cache server runners use for gitlab-runner's distributed cache (S3 API) and,
+/// optionally, as their Docker Engine API proxy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rift {
+    /// Unique name in the Nest (eggs refer to it by this name).
+    pub name: String,
+    /// Base URL of its S3 API, `http://` or `https://` (TLS), without a trailing `/`:
+    /// gitlab-runner's `[runners.cache.s3] ServerAddress` (host and port) and `Insecure`
+    /// (`http`) come from it.
+    pub address: String,
+    /// The S3 bucket name runners use (`BucketName`).
+    pub bucket: String,
+    /// PEM of the CA that signed Rift's certificate, when it is not a publicly trusted one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tls_ca: Option<String>,
+    /// Runners also use Rift's Docker Engine API proxy (`DOCKER_HOST`).
+    pub docker_proxy: bool,
+    /// The Docker proxy's address (`tcp://HOST:PORT`) when `docker_proxy`: as written, else
+    /// `tcp://<host of address>:2375`. `None` when `docker_proxy` is false.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub docker_address: Option<String>,
+    /// sha256 (hex) of the Rift's canonical JSON without this field.
+    pub config_hash: String,
+}
+
+impl Rift {
+    /// Whether runners reach it over TLS (`https://`).
+    pub fn tls(&self) -> bool {
+        self.address.starts_with("https://")
+    }
 }
 
 /// GitLab connection.
@@ -262,6 +363,29 @@ pub struct UglyFox {
     pub nadir: Pool,
     /// Rules in source order (first match wins).
     pub policies: Vec<Rule>,
+    /// How many runners one UglyFox pass may create and terminate (10 / 10 when absent).
+    #[serde(default)]
+    pub throttle: Throttle,
+}
+
+/// Limits on what one UglyFox pass changes, so a bad policy or a burst cannot replace a
+/// whole fleet at once. 0 means none in a pass (the pass only reports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Throttle {
+    /// Runners one pass may create (pool top-ups).
+    pub create_per_pass: u32,
+    /// Runners one pass may terminate (rules, pruning, pool trims).
+    pub terminate_per_pass: u32,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle {
+            create_per_pass: 10,
+            terminate_per_pass: 10,
+        }
+    }
 }
 
 /// Pruning thresholds.
@@ -287,6 +411,24 @@ pub struct Pool {
     /// Seconds idle before leaving the pool, if limited.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub idle_timeout_s: Option<u64>,
+    /// Periods (such as working hours) with their own `min_count`, in source order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scale: Vec<ScaleWindow>,
+}
+
+impl Pool {
+    /// The pool's `min_count` in force at `at`: the largest `min_count` of the
+    /// [`scale`](Pool::scale) windows that are on at `at` (which may be lower than the
+    /// pool's own, so a window can also shrink the pool, e.g. at weekends), else
+    /// `min_count`. The compiler guarantees every window's `min_count` ≤ `max_count`.
+    pub fn min_count_at(&self, at: chrono::DateTime<chrono::Utc>) -> u32 {
+        self.scale
+            .iter()
+            .filter(|w| w.is_on(at))
+            .map(|w| w.min_count)
+            .max()
+            .unwrap_or(self.min_count)
+    }
 }
 
 /// A pruning rule.
@@ -328,4 +470,99 @@ impl Action {
         "restart",
         "notify",
     ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IR document as the compiler wrote it before max_runners, provisioning, image and
+    /// security group, Rift, scale windows and the throttle existed.
+    const OLD: &str = r#"{
+  "ir_version": 1,
+  "eggs": [
+    {
+      "name": "app",
+      "type": "vm",
+      "cloud": { "provider": "aws", "region": "eu-west-1", "preemptible": false },
+      "resources": { "cpu": 2, "memory_mb": 2048, "disk_gb": 20 },
+      "runner": {
+        "tags": [], "concurrent": 1, "idle_timeout_s": 600, "timeout_s": 3600,
+        "image": "alpine:3", "privileged": false, "run_untagged": false
+      },
+      "gitlab": { "url": "https://gitlab.com", "project_id": 7, "token_secret": "vault://t" },
+      "environment": {},
+      "config_hash": "00"
+    }
+  ],
+  "jobs": [],
+  "uglyfox": {
+    "pruning": { "failed_threshold": 3, "max_age_s": 86400, "check_interval_s": 300 },
+    "apex": { "max_count": 10, "min_count": 2 },
+    "nadir": { "max_count": 5, "min_count": 0, "idle_timeout_s": 1800 },
+    "policies": []
+  },
+  "source_map": {}
+}"#;
+
+    #[test]
+    fn older_documents_read_with_the_defaults() {
+        let d = Deployment::from_json(OLD).unwrap();
+        let egg = &d.eggs[0];
+        assert_eq!(egg.runner.max_runners, 10);
+        assert_eq!(egg.cloud.provisioning, Provisioning::Sdk);
+        assert_eq!(egg.cloud.image_id, None);
+        assert_eq!(egg.cloud.security_group_id, None);
+        assert_eq!(egg.rift, None);
+        assert!(d.rifts.is_empty());
+        assert_eq!(d.rift_of(egg), None);
+        let uf = d.uglyfox.as_ref().unwrap();
+        assert_eq!(uf.throttle, Throttle::default());
+        assert_eq!(
+            (uf.throttle.create_per_pass, uf.throttle.terminate_per_pass),
+            (10, 10)
+        );
+        assert!(uf.apex.scale.is_empty());
+        let now = chrono::Utc::now();
+        assert_eq!(uf.apex.min_count_at(now), 2);
+        // Written again, the defaults are explicit, and an empty scale list is left out.
+        let json = d.to_json();
+        assert!(json.contains("\"max_runners\": 10"), "{json}");
+        assert!(json.contains("\"provisioning\": \"sdk\""), "{json}");
+        assert!(json.contains("\"rifts\": []"), "{json}");
+        assert!(json.contains("\"create_per_pass\": 10"), "{json}");
+        assert!(!json.contains("\"scale\""), "{json}");
+        assert!(!json.contains("\"rift\":"), "{json}");
+        assert_eq!(Deployment::from_json(&json).unwrap(), d);
+    }
+
+    #[test]
+    fn rifts_are_found_by_name_and_by_egg() {
+        let mut d = Deployment::from_json(OLD).unwrap();
+        d.rifts.push(Rift {
+            name: "main".into(),
+            address: "https://rift.internal:9443".into(),
+            bucket: "runner-cache".into(),
+            tls_ca: None,
+            docker_proxy: true,
+            docker_address: Some("tcp://rift.internal:2375".into()),
+            config_hash: "11".into(),
+        });
+        assert!(d.rift("main").unwrap().tls());
+        assert_eq!(d.rift("other"), None);
+        assert_eq!(d.rift_of(&d.eggs[0]), None);
+        d.eggs[0].rift = Some("main".into());
+        assert_eq!(d.rift_of(&d.eggs[0]).map(|r| r.name.as_str()), Some("main"));
+        d.eggs[0].rift = Some("gone".into());
+        assert_eq!(d.rift_of(&d.eggs[0]), None);
+        let back = Deployment::from_json(&d.to_json()).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn a_partial_throttle_takes_the_default_for_the_rest() {
+        let t: Throttle = serde_json::from_str(r#"{"create_per_pass": 3}"#).unwrap();
+        assert_eq!(t.create_per_pass, 3);
+        assert_eq!(t.terminate_per_pass, 10);
+    }
 }

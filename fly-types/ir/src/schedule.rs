@@ -1,6 +1,8 @@
 //! Five-field cron schedules: parsing with located errors, and the next run time.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -207,6 +209,50 @@ impl Schedule {
         }
         None
     }
+
+    /// Like [`next_after`](Schedule::next_after), with the fields read as wall-clock times in
+    /// the time zone `tz` instead of UTC: the first instant strictly after `after` (to the
+    /// minute) at which a clock in `tz` shows a time the schedule allows.
+    ///
+    /// Daylight saving time: a wall-clock time that does not exist because the clocks spring
+    /// forward (02:30 in Europe/Berlin on the last Sunday of March) fires at the moment they
+    /// jump (03:00 CEST, 01:00 UTC), so it is late rather than lost; a wall-clock time that
+    /// happens twice because the clocks fall back (02:30 on the last Sunday of October) fires
+    /// once, the first time (02:30 CEST, 00:30 UTC).
+    pub fn next_after_in<Z: TimeZone>(
+        &self,
+        tz: &Z,
+        after: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        // Walk the wall clock: local times are handed to `next_after` as if they were UTC,
+        // and each candidate is mapped back to an instant.
+        let mut wall = Utc.from_utc_datetime(&after.with_timezone(tz).naive_local());
+        // After the clocks fall back, the wall clock shows times already passed; skipping
+        // them takes at most one step per minute of the repeated stretch.
+        for _ in 0..=(24 * 60) {
+            let next = self.next_after(wall)?;
+            if let Some(t) = instant_of(tz, next.naive_utc()) {
+                if t > after {
+                    return Some(t);
+                }
+            }
+            wall = next;
+        }
+        None
+    }
+}
+
+/// The instant a clock in `tz` shows `wall`: the first of two when the clocks fall back,
+/// the moment of the jump when they spring forward over it.
+fn instant_of<Z: TimeZone>(tz: &Z, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
+    let first = |r: LocalResult<DateTime<Z>>| match r {
+        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.with_timezone(&Utc)),
+        LocalResult::None => None,
+    };
+    first(tz.from_local_datetime(&wall)).or_else(|| {
+        // Skipped: the first minute the clocks show after the gap is when they jumped.
+        (1..=24 * 60).find_map(|m| first(tz.from_local_datetime(&(wall + Duration::minutes(m)))))
+    })
 }
 
 type FieldError = (usize, usize, String);
