@@ -1,0 +1,2 @@
+//! Placeholder so the workspace parses while the planner bench is being written.
+fn main() {}
