@@ -109,6 +109,9 @@ pub async fn handle(
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     Metrics::inc(&state.metrics.requests);
+    if let Some(r) = crate::server::head_too_large(&req, state.config.max_header_size) {
+        return Ok(r);
+    }
     if let Err(wait) = state.limiter.check(peer.ip()) {
         Metrics::inc(&state.metrics.rate_limited);
         let mut r = docker_error(

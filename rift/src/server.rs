@@ -252,6 +252,36 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })
 }
 
+/// Largest read from a connection (and so the largest body chunk).
+const READ_BUFFER: usize = 256 * 1024;
+
+/// The size of a request's head as sent: request line, header lines, blank line.
+fn head_size<B>(req: &Request<B>) -> usize {
+    let line = req.method().as_str().len()
+        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+        + " HTTP/1.1\r\n".len()
+        + 1;
+    req.headers().iter().fold(line, |n, (k, v)| {
+        n + k.as_str().len() + v.len() + ": \r\n".len()
+    }) + 2
+}
+
+/// The 431 answer to a request head larger than `max_header_size` (every handler checks
+/// first: the read buffer lets hyper take heads up to [`READ_BUFFER`]).
+pub(crate) fn head_too_large(req: &Request<Incoming>, max: usize) -> Option<Response<Body>> {
+    (head_size(req) > max).then(head_too_large_response)
+}
+
+fn head_too_large_response() -> Response<Body> {
+    let mut r = text(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "request header fields too large\n",
+    );
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 /// Serves one listener until shutdown: plain HTTP/1.1, or HTTPS when `tls` is set (the
 /// handshake runs in the connection's task, bounded by the request-head timeout).
 async fn serve<F, Fut>(
@@ -269,7 +299,10 @@ async fn serve<F, Fut>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(state.config.header_read_timeout)
-        .max_buf_size(state.config.max_header_size)
+        // The read buffer also bounds the request head: bodies are read in chunks of up to
+        // READ_BUFFER (fewer system calls and handoffs per upload), and heads larger than
+        // max_header_size are refused below, with the same 431 hyper would answer.
+        .max_buf_size(state.config.max_header_size.max(READ_BUFFER))
         .keep_alive(true);
     loop {
         tokio::select! {
@@ -347,6 +380,9 @@ async fn handle_main(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     Metrics::inc(&state.metrics.requests);
+    if let Some(r) = head_too_large(&req, state.config.max_header_size) {
+        return Ok(r);
+    }
     let method = req.method().clone();
     let resp = match route(&state, peer, req).await {
         Ok(r) => r,
@@ -432,6 +468,18 @@ async fn route(
         state.auth_failure(peer, "s3");
         return Err(ApiError::unauthenticated());
     }
+    // SigV4 requests have their own (boxed) future: the bearer path stays small to move.
+    Box::pin(route_s3(state, peer, req, path, query)).await
+}
+
+/// A request signed with SigV4: verified, then routed to the bucket or object operation.
+async fn route_s3(
+    state: &Arc<AppState>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
     let verified = {
         let creds = state.auth.current();
         let skew = chrono::Duration::from_std(state.config.clock_skew)
@@ -707,18 +755,38 @@ async fn object(
         .map_err(|e| ApiError::from(e).with_resource(resource()))?;
     let multipart =
         !q.is_empty() && (qhas(q, "uploadId") || qhas(q, "uploads") || qhas(q, "partNumber"));
+    if !multipart && matches!(*req.method(), Method::GET | Method::HEAD) {
+        return get_object(state, &req, bucket, key, &full_key).await;
+    }
+    // Writes and multipart operations have their own (boxed) future, so that the future of a
+    // read stays small.
+    Box::pin(object_change(
+        state, req, bucket, key, &full_key, authn, q, multipart,
+    ))
+    .await
+}
+
+/// Everything [`object`] does besides plain reads.
+#[allow(clippy::too_many_arguments)]
+async fn object_change(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+    bucket: &str,
+    key: &str,
+    full_key: &str,
+    authn: Authn,
+    q: &[(String, String)],
+    multipart: bool,
+) -> Result<Response<Body>, ApiError> {
     match *req.method() {
-        Method::GET | Method::HEAD if !multipart => {
-            get_object(state, &req, bucket, key, &full_key).await
-        }
         Method::PUT if !multipart => {
             if req.headers().contains_key("x-amz-copy-source") {
                 return Err(ApiError::not_implemented("CopyObject"));
             }
-            put_object(state, req, &full_key, authn).await
+            put_object(state, req, full_key, authn).await
         }
         Method::DELETE if !multipart => {
-            state.store.delete(&full_key).await?;
+            state.store.delete(full_key).await?;
             Ok(status_only(StatusCode::NO_CONTENT))
         }
         Method::POST if qhas(q, "uploads") => {
@@ -729,7 +797,7 @@ async fn object(
                 state,
                 qget(q, "uploadId").unwrap_or(""),
                 qget(q, "partNumber").unwrap_or(""),
-                &full_key,
+                full_key,
             )
             .await?;
             put_object(state, req, &part_key, authn).await
@@ -739,7 +807,7 @@ async fn object(
                 .await
         }
         Method::DELETE if qhas(q, "uploadId") => {
-            crate::multipart::abort(state, &full_key, qget(q, "uploadId").unwrap_or("")).await
+            crate::multipart::abort(state, full_key, qget(q, "uploadId").unwrap_or("")).await
         }
         _ if multipart => Err(ApiError::not_implemented("this multipart operation")),
         _ => Err(method_not_allowed()),
@@ -778,6 +846,18 @@ async fn get_object(
             &resource,
         );
     }
+    Box::pin(get_object_cold(state, req, bucket, key, full_key)).await
+}
+
+/// A read that goes to the disk (and on a miss to the origin).
+async fn get_object_cold(
+    state: &Arc<AppState>,
+    req: &Request<Incoming>,
+    bucket: &str,
+    key: &str,
+    full_key: &str,
+) -> Result<Response<Body>, ApiError> {
+    let resource = || format!("/{bucket}/{key}");
     let mut found = state.store.get(full_key).await?;
     if found.is_some() {
         Metrics::inc(&state.metrics.hits);

@@ -439,6 +439,12 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
+/// The two lowercase hex digits of `b`.
+fn hex_byte(b: u8) -> [u8; 2] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]
+}
+
 fn key_hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
@@ -538,6 +544,28 @@ impl Drop for TmpGuard {
         }
     }
 }
+
+/// Checks the body's digests against those the client declared.
+fn check_digests(
+    opts: &PutOptions,
+    md5: [u8; 16],
+    sha256: Option<[u8; 32]>,
+) -> Result<(), StoreError> {
+    if let (Some(exp), Some(got)) = (opts.expected_sha256, sha256) {
+        if exp != got {
+            return Err(StoreError::Sha256Mismatch);
+        }
+    }
+    if let Some(exp) = opts.expected_md5 {
+        if exp != md5 {
+            return Err(StoreError::Md5Mismatch);
+        }
+    }
+    Ok(())
+}
+
+/// Uploads of a declared length up to this are received whole before they are written.
+const SMALL_PUT: u64 = 256 * 1024;
 
 /// Most chunks written with one `writev`.
 const WRITE_BATCH: usize = 64;
@@ -666,10 +694,24 @@ impl Store {
     }
 
     fn object_path(&self, key: &str, gen: u64) -> PathBuf {
-        let h = key_hash(key);
-        self.objects
-            .join(&h[..2])
-            .join(format!("{h}-{gen:016x}.obj"))
+        // objects/<hh>/<sha256 hex>-<gen as 16 hex digits>.obj, built in one buffer.
+        let mut name = [0u8; 3 + 64 + 1 + 16 + 4];
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        name[..2].copy_from_slice(hex_byte(digest[0]).as_slice());
+        name[2] = b'/';
+        for (i, b) in digest.iter().enumerate() {
+            name[3 + 2 * i..5 + 2 * i].copy_from_slice(hex_byte(*b).as_slice());
+        }
+        name[67] = b'-';
+        for (i, b) in gen.to_be_bytes().iter().enumerate() {
+            name[68 + 2 * i..70 + 2 * i].copy_from_slice(hex_byte(*b).as_slice());
+        }
+        name[84..].copy_from_slice(b".obj");
+        let name = std::str::from_utf8(&name).expect("hex digits are ASCII");
+        let mut path = PathBuf::with_capacity(self.objects.as_os_str().len() + 1 + name.len());
+        path.push(&self.objects);
+        path.push(name);
+        path
     }
 
     fn rebuild(&self) -> Result<(), StoreError> {
@@ -847,10 +889,13 @@ impl Store {
                 return Err(StoreError::TooLarge { size: n, limit });
             }
         }
-        let ctype = match opts.content_type {
+        let ctype = match opts.content_type.clone() {
             Some(c) if !c.is_empty() && c.len() <= MAX_CTYPE_LEN => c,
             _ => "binary/octet-stream".to_string(),
         };
+        if let Some(n) = opts.expected_len.filter(|&n| n <= SMALL_PUT) {
+            return self.put_small(key, opts, ctype, n, body).await;
+        }
         let header = encode_header(0, &[0; 16], 0, &ctype, key);
         let header_len = header.len() as u64;
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
@@ -912,19 +957,9 @@ impl Store {
             .await
             .map_err(|e| StoreError::Task(e.to_string()))
             .and_then(|r| r);
-        let result = feed.and(written).and_then(|w| {
-            if let (Some(exp), Some(got)) = (opts.expected_sha256, w.sha256) {
-                if exp != got {
-                    return Err(StoreError::Sha256Mismatch);
-                }
-            }
-            if let Some(exp) = opts.expected_md5 {
-                if exp != w.md5 {
-                    return Err(StoreError::Md5Mismatch);
-                }
-            }
-            Ok(w)
-        });
+        let result = feed
+            .and(written)
+            .and_then(|w| check_digests(&opts, w.md5, w.sha256).map(|()| w));
         let w = match result {
             Ok(w) => w,
             Err(e) => {
@@ -958,6 +993,107 @@ impl Store {
             Err(e) => {
                 Metrics::inc(&self.metrics.uploads_aborted);
                 drop(guard);
+                Err(e)
+            }
+        }
+    }
+
+    /// An upload of a declared length of at most [`SMALL_PUT`] bytes: received whole, then
+    /// hashed, written and committed in one blocking task (no writer thread, no channel).
+    async fn put_small<S, E>(
+        self: &Arc<Self>,
+        key: &str,
+        opts: PutOptions,
+        ctype: String,
+        expected: u64,
+        mut body: S,
+    ) -> Result<ObjectMeta, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut chunks: Vec<Bytes> = Vec::with_capacity(1);
+        let mut received: u64 = 0;
+        let fed: Result<(), StoreError> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| StoreError::Body(e.to_string()))?;
+                received += chunk.len() as u64;
+                if received > expected {
+                    return Err(StoreError::TooLong { expected });
+                }
+                if !chunk.is_empty() {
+                    chunks.push(chunk);
+                }
+            }
+            if received < expected {
+                return Err(StoreError::Incomplete { expected, received });
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = fed {
+            Metrics::inc(&self.metrics.uploads_aborted);
+            return Err(e);
+        }
+        let store = Arc::clone(self);
+        let key = key.to_string();
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp_path = self.tmp.join(format!("{}-{n}.part", std::process::id()));
+        let done = tokio::task::spawn_blocking(move || {
+            let mut md5 = Md5::new();
+            let mut sha = opts.expected_sha256.map(|_| Sha256::new());
+            for c in &chunks {
+                md5.update(c.clone())
+                    .map_err(|e| StoreError::Task(e.to_string()))?;
+                if let Some(s) = sha.as_mut() {
+                    s.update(c);
+                }
+            }
+            let md5 = md5.finish().map_err(|e| StoreError::Task(e.to_string()))?;
+            check_digests(&opts, md5, sha.map(|s| s.finalize().into()))?;
+            let meta = ObjectMeta {
+                key,
+                size: received,
+                md5,
+                modified: now_unix(),
+                content_type: ctype,
+            };
+            let header = encode_header(
+                meta.size,
+                &meta.md5,
+                meta.modified,
+                &meta.content_type,
+                &meta.key,
+            );
+            let guard = TmpGuard(Some(tmp_path.clone()));
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp_path)
+                .map_err(|e| StoreError::io(&tmp_path, e))?;
+            let mut slices: Vec<io::IoSlice<'_>> = Vec::with_capacity(chunks.len() + 1);
+            slices.push(io::IoSlice::new(&header));
+            slices.extend(chunks.iter().map(|c| io::IoSlice::new(c)));
+            write_all_vectored(&mut file, &mut slices).map_err(|e| StoreError::io(&tmp_path, e))?;
+            if store.cfg.fsync {
+                file.sync_data().map_err(|e| StoreError::io(&tmp_path, e))?;
+            }
+            drop(file);
+            store.commit(&tmp_path, &meta, header.len() as u64 + meta.size)?;
+            std::mem::forget(guard);
+            Ok(meta)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))
+        .and_then(|r| r);
+        match done {
+            Ok(meta) => {
+                Metrics::inc(&self.metrics.uploads_committed);
+                Metrics::add(&self.metrics.bytes_in, meta.size);
+                Ok(meta)
+            }
+            Err(e) => {
+                Metrics::inc(&self.metrics.uploads_aborted);
                 Err(e)
             }
         }
@@ -1339,5 +1475,157 @@ mod tests {
         assert_eq!(m.size, 5);
         assert!(decode_header(b"garbage").is_none());
         assert!(decode_header(&h[..h.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn object_paths_are_sharded_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 1 << 20);
+        let h = key_hash("b/k");
+        assert_eq!(
+            s.object_path("b/k", 0x1234),
+            dir.path()
+                .join("objects")
+                .join(&h[..2])
+                .join(format!("{h}-0000000000001234.obj"))
+        );
+    }
+
+    #[tokio::test]
+    async fn hot_copies_follow_the_last_write_and_stay_within_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 1 << 30);
+        let put = |k: &'static str, body: Vec<u8>| {
+            let s = Arc::clone(&s);
+            async move {
+                let opts = PutOptions {
+                    expected_len: Some(body.len() as u64),
+                    ..Default::default()
+                };
+                s.put_stream(
+                    k,
+                    opts,
+                    stream::iter(vec![Ok::<_, String>(Bytes::from(body))]),
+                )
+                .await
+                .unwrap()
+            }
+        };
+        put("b/a", vec![1; 1000]).await;
+        // Not in memory until read from disk once.
+        assert!(s.get_hot("b/a").is_none());
+        assert!(s.get("b/a").await.unwrap().is_some());
+        assert_eq!(&s.get_hot("b/a").unwrap().body[..], &[1u8; 1000][..]);
+        // A new write replaces the hot copy: the old one is never served again.
+        put("b/a", vec![2; 500]).await;
+        assert!(s.get_hot("b/a").is_none());
+        assert_eq!(read_all(s.get("b/a").await.unwrap().unwrap()), vec![2; 500]);
+        assert_eq!(&s.get_hot("b/a").unwrap().body[..], &[2u8; 500][..]);
+        assert!(s.delete("b/a").await.unwrap());
+        assert!(s.get_hot("b/a").is_none());
+        // Many objects: memory stays within the budget (1 MiB in these tests).
+        for i in 0..40u8 {
+            let k: &'static str = Box::leak(format!("b/many{i}").into_boxed_str());
+            put(k, vec![i; 100 * 1024]).await;
+            assert!(s.get(k).await.unwrap().is_some());
+            let idx = s.lock();
+            assert!(idx.hot_total <= 1 << 20, "{}", idx.hot_total);
+            assert!(idx.hot_ring.len() <= 2 * idx.hot_count + 64);
+        }
+        // Recently read objects are the ones kept.
+        assert!(s.get_hot("b/many39").is_some());
+        assert!(s.get_hot("b/many0").is_none());
+    }
+
+    #[tokio::test]
+    async fn small_uploads_check_length_and_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 1 << 20);
+        let opts = |len: u64| PutOptions {
+            expected_len: Some(len),
+            ..Default::default()
+        };
+        let e = s
+            .put_stream("b/k", opts(3), body(&[b"four"]))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::TooLong { .. }));
+        let e = s
+            .put_stream("b/k", opts(9), body(&[b"four"]))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Incomplete { .. }));
+        let e = s
+            .put_stream(
+                "b/k",
+                PutOptions {
+                    expected_md5: Some([0; 16]),
+                    ..opts(4)
+                },
+                body(&[b"fo", b"ur"]),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Md5Mismatch));
+        let e = s
+            .put_stream(
+                "b/k",
+                PutOptions {
+                    expected_sha256: Some([0; 32]),
+                    ..opts(4)
+                },
+                body(&[b"four"]),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Sha256Mismatch));
+        assert!(s.get("b/k").await.unwrap().is_none());
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        let sha: [u8; 32] = Sha256::digest(b"four").into();
+        let md5: [u8; 16] = md5::Md5::digest(b"four").into();
+        let m = s
+            .put_stream(
+                "b/k",
+                PutOptions {
+                    expected_sha256: Some(sha),
+                    expected_md5: Some(md5),
+                    ..opts(4)
+                },
+                body(&[b"fo", b"ur"]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(m.md5, md5);
+        assert_eq!(read_all(s.get("b/k").await.unwrap().unwrap()), b"four");
+    }
+
+    #[tokio::test]
+    async fn large_uploads_hash_on_the_engine() {
+        // Beyond the inline limit, several at once, with odd chunk sizes.
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 1 << 30);
+        let mut tasks = Vec::new();
+        for t in 0..3u64 {
+            let s = Arc::clone(&s);
+            tasks.push(tokio::spawn(async move {
+                let len = crate::etag::INLINE_LIMIT as usize * 2 + 777 * t as usize;
+                let data: Vec<u8> = (0..len).map(|i| (i as u64 * (t + 7)) as u8).collect();
+                let chunks: Vec<Result<Bytes, String>> = data
+                    .chunks(65_537 + t as usize)
+                    .map(|c| Ok(Bytes::copy_from_slice(c)))
+                    .collect();
+                let key = format!("b/large{t}");
+                let m = s
+                    .put_stream(&key, PutOptions::default(), stream::iter(chunks))
+                    .await
+                    .unwrap();
+                let want: [u8; 16] = md5::Md5::digest(&data).into();
+                assert_eq!(m.md5, want);
+                assert_eq!(read_all(s.get(&key).await.unwrap().unwrap()), data);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
     }
 }

@@ -425,6 +425,28 @@ async fn oversized_request_heads_are_refused() {
 }
 
 #[tokio::test]
+async fn the_head_limit_holds_below_the_read_buffer() {
+    // Bodies are read in chunks larger than the head limit; the limit is still the limit.
+    tokio::time::timeout(LIMIT, async {
+        let s = start(|c| c.max_header_size = 16 * 1024).await;
+        let url = format!("{}/cache/k", s.url());
+        let with_header = |n: usize| {
+            client()
+                .get(url.clone())
+                .bearer_auth(TOKEN)
+                .header("x-pad", "a".repeat(n))
+                .send()
+        };
+        let r = with_header(20 * 1024).await.unwrap();
+        assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let r = with_header(12 * 1024).await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    })
+    .await
+    .expect("bounded in time");
+}
+
+#[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_downloads() {
     tokio::time::timeout(LIMIT, async {
         let mut s = start(|_| {}).await;
