@@ -515,6 +515,36 @@ impl<'a> Checker<'_, 'a> {
                 }
             },
             (Type::Condition, _) => mismatch(self, "a condition string"),
+            (Type::TimeZone, ValueKind::Str(s)) => match time_zone(s) {
+                Ok(()) => Some(Typed::Str(s.clone())),
+                Err(help) => {
+                    self.diags.push(
+                        file,
+                        Diagnostic::error(
+                            codes::INVALID_TIME_ZONE,
+                            span,
+                            format!("\"{}\" is not an IANA time zone", truncate(s)),
+                        )
+                        .with_help(help),
+                    );
+                    None
+                }
+            },
+            (Type::TimeZone, _) => mismatch(self, "a time zone name"),
+            (Type::Certificate, ValueKind::Str(s)) => match certificate(s) {
+                Ok(()) => Some(Typed::Str(s.clone())),
+                Err(message) => {
+                    self.diags.push(
+                        file,
+                        Diagnostic::error(codes::INVALID_CERTIFICATE, span, message).with_help(
+                            "paste the CA certificate as a heredoc:\n\
+                             tls_ca = <<-EOT\n  -----BEGIN CERTIFICATE-----\n  MIIB…\n  -----END CERTIFICATE-----\nEOT",
+                        ),
+                    );
+                    None
+                }
+            },
+            (Type::Certificate, _) => mismatch(self, "a PEM certificate string"),
             (Type::Tags, ValueKind::List(items)) => {
                 let mut out = Vec::new();
                 let mut ok = true;
@@ -630,6 +660,96 @@ fn inner_span(expr: &Expr, whole: Span, start: usize, end: usize) -> Span {
         }
     }
     whole
+}
+
+/// Whether `name` is in the IANA time zone database; otherwise the help to show.
+pub(crate) fn time_zone(name: &str) -> Result<(), String> {
+    use chrono_tz::{Tz, TZ_VARIANTS};
+    if name.parse::<Tz>().is_ok() {
+        return Ok(());
+    }
+    let names = || TZ_VARIANTS.iter().map(|tz| tz.name());
+    if let Some(exact) = names().find(|n| n.eq_ignore_ascii_case(name)) {
+        return Err(format!(
+            "did you mean \"{exact}\"? (time zone names are case sensitive)"
+        ));
+    }
+    // A fixed offset such as "UTC+3" or "+03:00".
+    let offset = name
+        .trim_start_matches("UTC")
+        .trim_start_matches("GMT")
+        .trim_end_matches(":00");
+    if let Some((sign, hours)) = offset.split_at_checked(1) {
+        if matches!(sign, "+" | "-")
+            && !hours.is_empty()
+            && hours.len() <= 2
+            && hours.bytes().all(|b| b.is_ascii_digit())
+        {
+            let h: u32 = hours.parse().unwrap_or(0);
+            let inverted = if sign == "+" { "-" } else { "+" };
+            if h == 0 {
+                return Err("for UTC write \"UTC\"".into());
+            }
+            return Err(format!(
+                "prefer the zone's name, such as \"Europe/Moscow\"; for a fixed offset of \
+                 {sign}{h} hours write \"Etc/GMT{inverted}{h}\" (the sign is inverted in these names)"
+            ));
+        }
+    }
+    Err(match crate::suggest(name, names()) {
+        Some(near) => format!("did you mean \"{near}\"?"),
+        None => "time zones are IANA names such as \"Europe/Moscow\", \"America/New_York\" \
+                 or \"UTC\""
+            .into(),
+    })
+}
+
+/// Whether `text` holds one or more PEM certificates and nothing but whitespace around
+/// them; otherwise what is wrong.
+pub(crate) fn certificate(text: &str) -> Result<(), String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    if text.contains("PRIVATE KEY-----") {
+        return Err(
+            "this is a private key, not a certificate: a private key must never be in the Nest \
+             (if it was committed, replace the key)"
+                .into(),
+        );
+    }
+    let mut rest = text.trim();
+    if !rest.starts_with(BEGIN) {
+        return Err(match rest.find("-----BEGIN ") {
+            Some(0) => {
+                let kind = rest["-----BEGIN ".len()..]
+                    .split("-----")
+                    .next()
+                    .unwrap_or("");
+                format!(
+                    "expected a PEM certificate, found a PEM `{}`",
+                    truncate(kind)
+                )
+            }
+            _ => format!("expected a PEM certificate (`{BEGIN}` … `{END}`)"),
+        });
+    }
+    while !rest.is_empty() {
+        let Some(body) = rest.strip_prefix(BEGIN) else {
+            return Err(format!(
+                "only certificates may follow a certificate, found `{}`",
+                truncate(rest.lines().next().unwrap_or(""))
+            ));
+        };
+        let Some(end) = body.find(END) else {
+            return Err(format!("the certificate has no `{END}` line"));
+        };
+        let b64: String = body[..end].split_whitespace().collect();
+        let base64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+        if b64.is_empty() || b64.len() % 4 != 0 || !b64.chars().all(base64) {
+            return Err("the certificate's body is not base64".into());
+        }
+        rest = body[end + END.len()..].trim_start();
+    }
+    Ok(())
 }
 
 fn valid_tag(t: &str) -> bool {

@@ -47,6 +47,15 @@ pub(crate) fn lower(files: &[Input<'_>], checked: &Checked<'_>) -> Deployment {
         })
         .collect();
     jobs.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut rifts: Vec<Rift> = checked
+        .rifts
+        .iter()
+        .map(|n| {
+            locate(format!("rift.{}", n.label()), n);
+            rift(n)
+        })
+        .collect();
+    rifts.sort_by(|a, b| a.name.cmp(&b.name));
     let uglyfox = checked.uglyfox.as_ref().map(|n| {
         locate("uglyfox".into(), n);
         if let Some(p) = n.child("policies") {
@@ -61,7 +70,7 @@ pub(crate) fn lower(files: &[Input<'_>], checked: &Checked<'_>) -> Deployment {
         eggs,
         jobs,
         uglyfox,
-        rifts: Vec::new(),
+        rifts,
         source_map,
     }
 }
@@ -157,9 +166,12 @@ fn egg(n: &Node<'_>) -> Egg {
             folder_id: string(cloud, &schema::CLOUD, "folder_id"),
             subnet_id: string(cloud, &schema::CLOUD, "subnet_id"),
             preemptible: boolean(cloud, &schema::CLOUD, "preemptible"),
-            provisioning: Provisioning::default(),
-            image_id: None,
-            security_group_id: None,
+            provisioning: match string(cloud, &schema::CLOUD, "provisioning").as_deref() {
+                Some("tofu") => Provisioning::Tofu,
+                _ => Provisioning::Sdk,
+            },
+            image_id: string(cloud, &schema::CLOUD, "image_id"),
+            security_group_id: string(cloud, &schema::CLOUD, "security_group_id"),
         },
         resources: Resources {
             cpu: int(res, &schema::RESOURCES, "cpu") as u32,
@@ -174,7 +186,7 @@ fn egg(n: &Node<'_>) -> Egg {
             image: string(runner, &schema::EGG_RUNNER, "image").unwrap_or_default(),
             privileged: boolean(runner, &schema::EGG_RUNNER, "privileged"),
             run_untagged: boolean(runner, &schema::EGG_RUNNER, "run_untagged"),
-            max_runners: 10,
+            max_runners: int(runner, &schema::EGG_RUNNER, "max_runners") as u32,
         },
         gitlab: GitLab {
             url: string(gitlab, &schema::GITLAB, "url").unwrap_or_default(),
@@ -182,11 +194,31 @@ fn egg(n: &Node<'_>) -> Egg {
             token_secret: string(gitlab, &schema::GITLAB, "token_secret").unwrap_or_default(),
         },
         environment: environment(n.child("environment")),
-        rift: None,
+        rift: string(Some(n), &schema::EGG, "rift"),
         config_hash: String::new(),
     };
     egg.config_hash = hash(&egg);
     egg
+}
+
+fn rift(n: &Node<'_>) -> Rift {
+    let address = string(Some(n), &schema::RIFT, "address").unwrap_or_default();
+    let docker_proxy = boolean(Some(n), &schema::RIFT, "docker_proxy");
+    let docker_address = docker_proxy.then(|| {
+        string(Some(n), &schema::RIFT, "docker_address")
+            .unwrap_or_else(|| format!("tcp://{}:2375", crate::nest::url_host(&address)))
+    });
+    let mut rift = Rift {
+        name: n.label().to_string(),
+        address,
+        bucket: string(Some(n), &schema::RIFT, "bucket").unwrap_or_default(),
+        tls_ca: string(Some(n), &schema::RIFT, "tls_ca"),
+        docker_proxy,
+        docker_address,
+        config_hash: String::new(),
+    };
+    rift.config_hash = hash(&rift);
+    rift
 }
 
 fn job(n: &Node<'_>) -> Job {
@@ -223,12 +255,32 @@ fn pool(n: Option<&Node<'_>>, schema: &'static BlockSchema) -> Pool {
         max_count: int(n, schema, "max_count") as u32,
         min_count: int(n, schema, "min_count") as u32,
         idle_timeout_s: secs(n, schema, "idle_timeout"),
-        scale: Vec::new(),
+        scale: n
+            .map(|p| {
+                p.children_named("scale")
+                    .map(|w| {
+                        let schedule = |attr: &str| match w.typed(attr) {
+                            Some(Typed::Schedule(s)) => s.clone(),
+                            _ => Schedule::parse("@daily").expect("valid"),
+                        };
+                        ScaleWindow {
+                            name: w.label().to_string(),
+                            from: schedule("from"),
+                            to: schedule("to"),
+                            timezone: string(Some(w), &schema::SCALE, "timezone")
+                                .unwrap_or_else(|| "UTC".into()),
+                            min_count: int(Some(w), &schema::SCALE, "min_count") as u32,
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
 fn uglyfox(n: &Node<'_>) -> UglyFox {
     let pruning = n.child("pruning");
+    let throttle = n.child("throttle");
     let policies = n
         .child("policies")
         .map(|p| {
@@ -263,6 +315,9 @@ fn uglyfox(n: &Node<'_>) -> UglyFox {
         apex: pool(n.child("apex"), &schema::APEX),
         nadir: pool(n.child("nadir"), &schema::NADIR),
         policies,
-        throttle: Throttle::default(),
+        throttle: Throttle {
+            create_per_pass: int(throttle, &schema::THROTTLE, "create_per_pass") as u32,
+            terminate_per_pass: int(throttle, &schema::THROTTLE, "terminate_per_pass") as u32,
+        },
     }
 }

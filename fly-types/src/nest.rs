@@ -1,6 +1,7 @@
 //! Checking a whole Nest: variables from every file, every block against the schema, and
-//! the Nest-wide rules (unique names, one UglyFox, regions, serverless limits, pool sizes,
-//! job tags some egg provides).
+//! the Nest-wide rules (unique names, one UglyFox, regions, serverless limits, pool sizes
+//! and scale windows, job tags some egg provides, Rift declarations and the eggs that use
+//! them).
 
 use crate::check::{Checker, Node, Typed};
 use crate::eval::{Env, Evaluator, VarDef};
@@ -15,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 pub(crate) struct Checked<'a> {
     pub eggs: Vec<Node<'a>>,
     pub jobs: Vec<Node<'a>>,
+    pub rifts: Vec<Node<'a>>,
     pub uglyfox: Option<Node<'a>>,
 }
 
@@ -78,6 +80,7 @@ pub(crate) fn check<'a>(
     let mut checked = Checked {
         eggs: Vec::new(),
         jobs: Vec::new(),
+        rifts: Vec::new(),
         uglyfox: None,
     };
     let mut first_uglyfox: Option<(usize, Span)> = None;
@@ -85,6 +88,7 @@ pub(crate) fn check<'a>(
         match node.schema.name {
             "egg" => checked.eggs.push(node),
             "job" => checked.jobs.push(node),
+            "rift" => checked.rifts.push(node),
             "uglyfox" => {
                 if let Some((file, span)) = first_uglyfox {
                     let d = Diagnostic::error(
@@ -108,8 +112,13 @@ pub(crate) fn check<'a>(
     let vars = eval.resolve_all();
     unique_names(files, &checked.eggs, "egg", diags);
     unique_names(files, &checked.jobs, "job", diags);
+    unique_names(files, &checked.rifts, "rift", diags);
+    for rift in &checked.rifts {
+        rift_rules(rift, diags);
+    }
     for egg in &checked.eggs {
         egg_rules(egg, diags);
+        egg_rift(egg, &checked.rifts, diags);
     }
     for job in &checked.jobs {
         job_rules(job, &checked.eggs, diags);
@@ -137,7 +146,12 @@ fn secondary(
     }
 }
 
-fn unique_names(files: &[Input<'_>], nodes: &[Node<'_>], kind: &str, diags: &mut Diags) {
+fn unique_names<'n, 'a: 'n>(
+    files: &[Input<'_>],
+    nodes: impl IntoIterator<Item = &'n Node<'a>>,
+    kind: &str,
+    diags: &mut Diags,
+) {
     let mut seen: HashMap<&str, (usize, Span)> = HashMap::new();
     for n in nodes {
         let name = n.label();
@@ -301,14 +315,153 @@ fn job_rules(job: &Node<'_>, eggs: &[Node<'_>], diags: &mut Diags) {
     }
 }
 
+/// An egg's `rift` names a declared Rift.
+fn egg_rift(egg: &Node<'_>, rifts: &[Node<'_>], diags: &mut Diags) {
+    let Some(name) = egg.typed("rift").and_then(Typed::as_str) else {
+        return;
+    };
+    if rifts.iter().any(|r| r.label() == name) {
+        return;
+    }
+    let help = if rifts.is_empty() {
+        format!(
+            "the Nest declares no rift; declare it, for example:\n\
+             rift \"{name}\" {{\n  address = \"https://rift.internal:9443\"\n}}"
+        )
+    } else {
+        match crate::suggest(name, rifts.iter().map(|r| r.label())) {
+            Some(near) => format!("did you mean \"{near}\"?"),
+            None => {
+                let mut names: Vec<String> =
+                    rifts.iter().map(|r| format!("\"{}\"", r.label())).collect();
+                names.sort();
+                names.dedup();
+                format!("rifts of the Nest: {}", names.join(", "))
+            }
+        }
+    };
+    diags.push(
+        egg.file,
+        Diagnostic::error(
+            codes::UNKNOWN_RIFT,
+            egg.attr_span("rift").unwrap_or(egg.block.kind.span),
+            format!(
+                "egg \"{}\" uses rift \"{name}\", which the Nest does not declare",
+                egg.label()
+            ),
+        )
+        .with_help(help),
+    );
+}
+
+/// A Rift's settings fit together and are ones Rift accepts.
+fn rift_rules(rift: &Node<'_>, diags: &mut Diags) {
+    let at = |attr: &str| rift.attr_span(attr).unwrap_or(rift.block.kind.span);
+    let docker_proxy = rift.typed("docker_proxy").and_then(Typed::as_bool) == Some(true);
+    if let Some(address) = rift.typed("docker_address").and_then(Typed::as_str) {
+        if !docker_proxy {
+            diags.push(
+                rift.file,
+                Diagnostic::warning(
+                    codes::RIFT_SETTING_UNUSED,
+                    at("docker_address"),
+                    format!(
+                        "rift \"{}\" sets `docker_address` without `docker_proxy = true`, so runners do not use it",
+                        rift.label()
+                    ),
+                )
+                .with_help("add `docker_proxy = true`, or remove `docker_address`"),
+            );
+        }
+        if docker_host(address).is_none() {
+            diags.push(
+                rift.file,
+                Diagnostic::error(
+                    codes::INVALID_URL,
+                    at("docker_address"),
+                    format!("\"{address}\" is not a Docker address `tcp://HOST:PORT`"),
+                )
+                .with_help("for example \"tcp://rift.internal:2375\""),
+            );
+        }
+    }
+    if let (Some(_), Some(address)) = (
+        rift.typed("tls_ca"),
+        rift.typed("address").and_then(Typed::as_str),
+    ) {
+        if !address.starts_with("https://") {
+            diags.push(
+                rift.file,
+                Diagnostic::warning(
+                    codes::RIFT_SETTING_UNUSED,
+                    at("tls_ca"),
+                    format!(
+                        "rift \"{}\" has a plain http address, so runners do not use `tls_ca`",
+                        rift.label()
+                    ),
+                )
+                .with_help(
+                    "use an https:// address (Rift with tls_cert and tls_key), or remove `tls_ca`",
+                ),
+            );
+        }
+    }
+    if let Some(bucket) = rift.typed("bucket").and_then(Typed::as_str) {
+        let valid = !bucket.is_empty()
+            && !bucket.starts_with('.')
+            && bucket.len() <= 255
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        if !valid {
+            diags.push(
+                rift.file,
+                Diagnostic::error(
+                    codes::INVALID_BUCKET,
+                    at("bucket"),
+                    format!("\"{bucket}\" is not a bucket name Rift accepts"),
+                )
+                .with_help(
+                    "bucket names are 1–255 letters, digits, `.`, `-` and `_`, not starting with `.`",
+                ),
+            );
+        }
+    }
+}
+
+/// `tcp://HOST:PORT` → `Some(HOST)`.
+pub(crate) fn docker_host(address: &str) -> Option<&str> {
+    let rest = address.strip_prefix("tcp://")?;
+    let (host, port) = rest.rsplit_once(':')?;
+    let host_ok = !host.is_empty()
+        && !host.contains(['/', ' ', '@'])
+        && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+    (host_ok && port_ok).then_some(host)
+}
+
+/// The host of an http(s) URL (an IPv6 address keeps its brackets).
+pub(crate) fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.starts_with('[') {
+        return host_port.find(']').map_or(host_port, |i| &host_port[..=i]);
+    }
+    host_port.split(':').next().unwrap_or(host_port)
+}
+
 fn pool_rules(uf: &Node<'_>, pool: &str, diags: &mut Diags) {
     let Some(node) = uf.child(pool) else { return };
-    let (Some(min), Some(max)) = (
-        node.typed("min_count").and_then(Typed::as_int),
-        node.typed("max_count")
-            .and_then(Typed::as_int)
-            .or_else(|| schema_default_int(node, "max_count")),
-    ) else {
+    let Some(max) = node
+        .typed("max_count")
+        .and_then(Typed::as_int)
+        .or_else(|| schema_default_int(node, "max_count"))
+    else {
+        return;
+    };
+    scale_rules(uf, node, pool, max, diags);
+    let Some(min) = node.typed("min_count").and_then(Typed::as_int) else {
         return;
     };
     if min > max {
@@ -321,6 +474,44 @@ fn pool_rules(uf: &Node<'_>, pool: &str, diags: &mut Diags) {
             )
             .with_help("min_count must not exceed max_count"),
         );
+    }
+}
+
+/// Scale windows: names unique in the pool, `min_count` within the pool's `max_count`.
+fn scale_rules(uf: &Node<'_>, node: &Node<'_>, pool: &str, max: i64, diags: &mut Diags) {
+    let mut seen: HashMap<&str, Span> = HashMap::new();
+    for w in node.children_named("scale") {
+        let label = w.block.labels.first().map_or(w.block.kind.span, |l| l.span);
+        if let Some(first) = seen.get(w.label()) {
+            diags.push(
+                uf.file,
+                Diagnostic::error(
+                    codes::DUPLICATE_NAME,
+                    label,
+                    format!("{pool} has two scale windows named \"{}\"", w.label()),
+                )
+                .with_secondary(*first, "first defined here")
+                .with_help("rename one of them"),
+            );
+        } else {
+            seen.insert(w.label(), label);
+        }
+        if let Some(min) = w.typed("min_count").and_then(Typed::as_int) {
+            if min > max {
+                diags.push(
+                    uf.file,
+                    Diagnostic::error(
+                        codes::POOL_SIZES,
+                        w.attr_span("min_count").unwrap_or(w.block.kind.span),
+                        format!(
+                            "scale \"{}\" asks for min_count {min}, more than the {pool} max_count ({max})",
+                            w.label()
+                        ),
+                    )
+                    .with_help(format!("lower min_count, or raise the {pool} max_count")),
+                );
+            }
+        }
     }
 }
 

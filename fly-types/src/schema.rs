@@ -40,6 +40,11 @@ pub enum Type {
     Url,
     /// A policy condition (`failed_count >= 3 AND age > 1h`).
     Condition,
+    /// An IANA time zone name (`"Europe/Moscow"`, `"UTC"`).
+    TimeZone,
+    /// One or more PEM certificates (`-----BEGIN CERTIFICATE-----` … `-----END
+    /// CERTIFICATE-----`), usually a heredoc.
+    Certificate,
     /// Any value (variables).
     Any,
 }
@@ -65,6 +70,8 @@ impl Type {
             Type::List(inner) => format!("list of {}", inner.describe()),
             Type::Url => "URL".into(),
             Type::Condition => "policy condition".into(),
+            Type::TimeZone => "time zone".into(),
+            Type::Certificate => "PEM certificate".into(),
             Type::Any => "any value".into(),
         }
     }
@@ -158,7 +165,7 @@ pub static ROOT: BlockSchema = BlockSchema {
     doc: "A file of the Nest.",
     example: "",
     attrs: &[],
-    blocks: &[&EGG, &JOB, &UGLYFOX, &VARS],
+    blocks: &[&EGG, &JOB, &RIFT, &UGLYFOX, &VARS],
     repeatable: false,
     required: false,
     free_attrs: None,
@@ -185,15 +192,27 @@ pub static EGG: BlockSchema = BlockSchema {
     doc: "A runner pool: where runners run (cloud), how big they are (resources), what jobs \
           they take (runner) and for which GitLab project (gitlab). The name is unique in the Nest.",
     example: "egg \"my-app\" {\n  type = \"vm\"\n  cloud {\n    provider = \"yandex\"\n    region   = \"ru-central1-a\"\n  }\n  gitlab {\n    project_id   = 12345\n    token_secret = \"vault://gitlab/runner-token\"\n  }\n}",
-    attrs: &[AttrSchema {
-        name: "type",
-        ty: Type::Enum(RUNNER_TYPES),
-        required: true,
-        default: None,
-        doc: "`vm` for virtual machines (long or heavy jobs), `serverless` for serverless \
-              containers (jobs under 60 minutes, small resources).",
-        example: "type = \"vm\"",
-    }],
+    attrs: &[
+        AttrSchema {
+            name: "type",
+            ty: Type::Enum(RUNNER_TYPES),
+            required: true,
+            default: None,
+            doc: "`vm` for virtual machines (long or heavy jobs), `serverless` for serverless \
+                  containers (jobs under 60 minutes, small resources).",
+            example: "type = \"vm\"",
+        },
+        AttrSchema {
+            name: "rift",
+            ty: Type::String,
+            required: false,
+            default: None,
+            doc: "The name of a `rift` declared in the Nest: the egg's runners use it as their \
+                  cache (and, when it has `docker_proxy = true`, as their Docker daemon). \
+                  Without it the egg uses no cache: its runners never contact a Rift.",
+            example: "rift = \"main\"",
+        },
+    ],
     blocks: &[&CLOUD, &RESOURCES, &EGG_RUNNER, &GITLAB, &ENVIRONMENT],
     repeatable: true,
     required: false,
@@ -247,6 +266,32 @@ pub static CLOUD: BlockSchema = BlockSchema {
             default: Some(Default::Bool(false)),
             doc: "Use preemptible (Yandex) or spot (AWS) capacity: cheaper, may be stopped.",
             example: "preemptible = true",
+        },
+        AttrSchema {
+            name: "provisioning",
+            ty: Type::Enum(&["sdk", "tofu"]),
+            required: false,
+            default: Some(Default::Str("sdk")),
+            doc: "How runners are created: `sdk` with the cloud's API directly, `tofu` with \
+                  OpenTofu configurations rendered from templates.",
+            example: "provisioning = \"tofu\"",
+        },
+        AttrSchema {
+            name: "image_id",
+            ty: Type::String,
+            required: false,
+            default: None,
+            doc: "Boot image of the runners: an AMI id on AWS, an image id on Yandex Cloud. \
+                  Unset: the provisioner's default image.",
+            example: "image_id = \"fd80bm0rh4rkepi5ksdi\"",
+        },
+        AttrSchema {
+            name: "security_group_id",
+            ty: Type::String,
+            required: false,
+            default: None,
+            doc: "Security group of the runners' network interface.",
+            example: "security_group_id = \"enp0123456789abcdef\"",
         },
     ],
     blocks: &[],
@@ -361,6 +406,18 @@ pub static EGG_RUNNER: BlockSchema = BlockSchema {
             default: Some(Default::Bool(false)),
             doc: "Also take jobs that have no tags.",
             example: "run_untagged = true",
+        },
+        AttrSchema {
+            name: "max_runners",
+            ty: Type::Int {
+                min: 1,
+                max: 10_000,
+            },
+            required: false,
+            default: Some(Default::Int(10)),
+            doc: "At most this many runners of the egg exist at once; jobs beyond them wait \
+                  for a runner.",
+            example: "max_runners = 20",
         },
     ],
     blocks: &[],
@@ -526,6 +583,70 @@ pub static ON_FAILURE: BlockSchema = BlockSchema {
     free_attrs: None,
 };
 
+/// `rift "NAME" { … }`: a Rift cache server eggs may use.
+pub static RIFT: BlockSchema = BlockSchema {
+    name: "rift",
+    labels: &["name"],
+    doc: "A Rift, the runners' cache server: gitlab-runner's distributed cache (S3 API) and, \
+          optionally, a Docker Engine API proxy. An egg uses it with `rift = \"NAME\"`; an egg \
+          without `rift` uses no cache and its runners never contact a Rift, and a Rift that \
+          is down only costs cache misses (Property 22). The name is unique in the Nest.",
+    example: "rift \"main\" {\n  address      = \"https://rift.internal:9443\"\n  docker_proxy = true\n  tls_ca       = <<-EOT\n    -----BEGIN CERTIFICATE-----\n    MIIBszCCAVmgAwIBAgIUQk9HR0xJTkc=\n    -----END CERTIFICATE-----\n  EOT\n}",
+    attrs: &[
+        AttrSchema {
+            name: "address",
+            ty: Type::Url,
+            required: true,
+            default: None,
+            doc: "Base URL of Rift's S3 API. `https://` means TLS (runners check Rift's \
+                  certificate, against `tls_ca` when given); `http://` is for a Rift behind a \
+                  TLS-terminating proxy or on a private network.",
+            example: "address = \"https://rift.internal:9443\"",
+        },
+        AttrSchema {
+            name: "bucket",
+            ty: Type::String,
+            required: false,
+            default: Some(Default::Str("runner-cache")),
+            doc: "The S3 bucket name runners use in Rift: letters, digits, `.`, `-` and `_`, \
+                  not starting with `.`.",
+            example: "bucket = \"runner-cache\"",
+        },
+        AttrSchema {
+            name: "tls_ca",
+            ty: Type::Certificate,
+            required: false,
+            default: None,
+            doc: "PEM of the CA that signed Rift's certificate, when it is not publicly \
+                  trusted (usually a heredoc). Only for an `https://` address. A certificate \
+                  is public: never put a private key here.",
+            example: "tls_ca = \"-----BEGIN CERTIFICATE-----\\nMIIBszCCAVmgAwIBAgIUQk9HR0xJTkc=\\n-----END CERTIFICATE-----\\n\"",
+        },
+        AttrSchema {
+            name: "docker_proxy",
+            ty: Type::Bool,
+            required: false,
+            default: Some(Default::Bool(false)),
+            doc: "Runners also use Rift's Docker Engine API proxy as their Docker daemon \
+                  (`DOCKER_HOST`), so image layers are cached too.",
+            example: "docker_proxy = true",
+        },
+        AttrSchema {
+            name: "docker_address",
+            ty: Type::String,
+            required: false,
+            default: None,
+            doc: "Address of Rift's Docker API proxy, `tcp://HOST:PORT`. Unset: \
+                  `tcp://<host of address>:2375`. Only used with `docker_proxy = true`.",
+            example: "docker_address = \"tcp://rift.internal:2375\"",
+        },
+    ],
+    blocks: &[],
+    repeatable: true,
+    required: false,
+    free_attrs: None,
+};
+
 /// `uglyfox { … }`: pruning and pool policy (at most one in the Nest).
 pub static UGLYFOX: BlockSchema = BlockSchema {
     name: "uglyfox",
@@ -534,7 +655,7 @@ pub static UGLYFOX: BlockSchema = BlockSchema {
           (cold) pools, and rules. At most one `uglyfox` block in the Nest, usually in `UF/`.",
     example: "uglyfox {\n  apex {\n    max_count = 10\n  }\n}",
     attrs: &[],
-    blocks: &[&PRUNING, &APEX, &NADIR, &POLICIES],
+    blocks: &[&PRUNING, &APEX, &NADIR, &THROTTLE, &POLICIES],
     repeatable: false,
     required: false,
     free_attrs: None,
@@ -574,6 +695,100 @@ pub static PRUNING: BlockSchema = BlockSchema {
     ],
     blocks: &[],
     repeatable: false,
+    required: false,
+    free_attrs: None,
+};
+
+/// `throttle { … }` inside uglyfox.
+pub static THROTTLE: BlockSchema = BlockSchema {
+    name: "throttle",
+    labels: &[],
+    doc: "How many runners one UglyFox pass may create and terminate, so that a wrong rule \
+          or a burst of failures cannot replace the whole fleet at once; what is left waits \
+          for the next pass. 0 allows none.",
+    example: "throttle {\n  create_per_pass    = 10\n  terminate_per_pass = 5\n}",
+    attrs: &[
+        AttrSchema {
+            name: "create_per_pass",
+            ty: Type::Int {
+                min: 0,
+                max: 10_000,
+            },
+            required: false,
+            default: Some(Default::Int(10)),
+            doc: "Runners one pass may create (to keep the pools at their `min_count`).",
+            example: "create_per_pass = 10",
+        },
+        AttrSchema {
+            name: "terminate_per_pass",
+            ty: Type::Int {
+                min: 0,
+                max: 10_000,
+            },
+            required: false,
+            default: Some(Default::Int(10)),
+            doc: "Runners one pass may terminate (rules, pruning, pool trims).",
+            example: "terminate_per_pass = 5",
+        },
+    ],
+    blocks: &[],
+    repeatable: false,
+    required: false,
+    free_attrs: None,
+};
+
+/// `scale "NAME" { … }` inside apex and nadir.
+pub static SCALE: BlockSchema = BlockSchema {
+    name: "scale",
+    labels: &["name"],
+    doc: "A recurring period, such as working hours, during which the pool keeps `min_count` \
+          runners instead of its own `min_count`. It starts whenever `from` fires and ends \
+          whenever `to` fires, both read as wall-clock times in `timezone` (a time skipped \
+          when the clocks go forward counts at the moment they jump; one passed twice when \
+          they go back counts the first time). When several periods are on, the largest \
+          `min_count` wins; it may also be lower than the pool's own (nights, weekends).",
+    example: "scale \"working-hours\" {\n  from      = \"0 8 * * 1-5\"\n  to        = \"0 19 * * 1-5\"\n  timezone  = \"Europe/Moscow\"\n  min_count = 6\n}",
+    attrs: &[
+        AttrSchema {
+            name: "from",
+            ty: Type::Cron,
+            required: true,
+            default: None,
+            doc: "When the period starts: a five-field cron expression in `timezone`.",
+            example: "from = \"0 8 * * 1-5\"",
+        },
+        AttrSchema {
+            name: "to",
+            ty: Type::Cron,
+            required: true,
+            default: None,
+            doc: "When it ends: a five-field cron expression in `timezone`.",
+            example: "to = \"0 19 * * 1-5\"",
+        },
+        AttrSchema {
+            name: "timezone",
+            ty: Type::TimeZone,
+            required: false,
+            default: Some(Default::Str("UTC")),
+            doc: "The IANA time zone `from` and `to` are read in, such as `Europe/Moscow` or \
+                  `America/New_York`.",
+            example: "timezone = \"Europe/Moscow\"",
+        },
+        AttrSchema {
+            name: "min_count",
+            ty: Type::Int {
+                min: 0,
+                max: 10_000,
+            },
+            required: true,
+            default: None,
+            doc: "The pool's `min_count` while the period is on; not more than the pool's \
+                  `max_count`.",
+            example: "min_count = 4",
+        },
+    ],
+    blocks: &[],
+    repeatable: true,
     required: false,
     free_attrs: None,
 };
@@ -620,7 +835,7 @@ pub static APEX: BlockSchema = BlockSchema {
             example: "idle_timeout = \"1h\"",
         },
     ],
-    blocks: &[],
+    blocks: &[&SCALE],
     repeatable: false,
     required: false,
     free_attrs: None,
@@ -647,7 +862,7 @@ pub static NADIR: BlockSchema = BlockSchema {
             example: "idle_timeout = \"30m\"",
         },
     ],
-    blocks: &[],
+    blocks: &[&SCALE],
     repeatable: false,
     required: false,
     free_attrs: None,
