@@ -167,7 +167,10 @@ impl std::fmt::Debug for Providers {
     }
 }
 
-/// The key [`Providers::for_egg`] looks up for an egg.
+/// The key [`Providers::for_egg`] looks up for an egg: `{cloud}/{kind}` (`yandex/vm`,
+/// `aws/serverless`, …), suffixed `/tofu` when the egg asks for the OpenTofu path
+/// (`provisioning = tofu`: `aws/vm/tofu`), so the SDK and OpenTofu provisioners of one
+/// cloud can be configured side by side and an egg never silently gets the other one.
 pub fn provider_key(egg: &fly_ir::Egg) -> String {
     let cloud = match egg.cloud.provider {
         fly_ir::Provider::Yandex => "yandex",
@@ -177,7 +180,10 @@ pub fn provider_key(egg: &fly_ir::Egg) -> String {
         fly_ir::RunnerKind::Vm => "vm",
         fly_ir::RunnerKind::Serverless => "serverless",
     };
-    format!("{cloud}/{kind}")
+    match egg.cloud.provisioning {
+        fly_ir::Provisioning::Sdk => format!("{cloud}/{kind}"),
+        fly_ir::Provisioning::Tofu => format!("{cloud}/{kind}/tofu"),
+    }
 }
 
 impl Providers {
@@ -226,5 +232,106 @@ impl Providers {
                     ),
                 )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn egg(
+        provider: fly_ir::Provider,
+        kind: fly_ir::RunnerKind,
+        provisioning: fly_ir::Provisioning,
+    ) -> fly_ir::Egg {
+        fly_ir::Egg {
+            name: "e".into(),
+            kind,
+            cloud: fly_ir::Cloud {
+                provider,
+                region: "r".into(),
+                folder_id: None,
+                subnet_id: None,
+                preemptible: false,
+                provisioning,
+                image_id: None,
+                security_group_id: None,
+            },
+            resources: fly_ir::Resources {
+                cpu: 2,
+                memory_mb: 2048,
+                disk_gb: 20,
+            },
+            runner: fly_ir::RunnerSettings {
+                tags: vec![],
+                concurrent: 1,
+                idle_timeout_s: 600,
+                timeout_s: 3600,
+                image: "alpine:3".into(),
+                privileged: false,
+                run_untagged: false,
+                max_runners: 10,
+            },
+            gitlab: fly_ir::GitLab {
+                url: "https://gitlab.com".into(),
+                project_id: 1,
+                token_secret: "vault://t".into(),
+            },
+            environment: BTreeMap::new(),
+            rift: None,
+            config_hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn provider_key_names_cloud_kind_and_the_tofu_path() {
+        use fly_ir::{Provider as P, Provisioning as How, RunnerKind as K};
+        let cases = [
+            (P::Yandex, K::Vm, How::Sdk, "yandex/vm"),
+            (P::Yandex, K::Serverless, How::Sdk, "yandex/serverless"),
+            (P::Aws, K::Vm, How::Sdk, "aws/vm"),
+            (P::Aws, K::Serverless, How::Sdk, "aws/serverless"),
+            (P::Yandex, K::Vm, How::Tofu, "yandex/vm/tofu"),
+            (P::Aws, K::Vm, How::Tofu, "aws/vm/tofu"),
+            (P::Aws, K::Serverless, How::Tofu, "aws/serverless/tofu"),
+        ];
+        for (p, k, how, want) in cases {
+            assert_eq!(provider_key(&egg(p, k, how)), want);
+        }
+    }
+
+    #[test]
+    fn a_tofu_egg_does_not_fall_back_to_the_sdk_provider() {
+        struct Named;
+        #[async_trait]
+        impl Provider for Named {
+            fn name(&self) -> &str {
+                "aws-ec2"
+            }
+            async fn create(&self, _: &RunnerSpec) -> Result<Handle, ProviderError> {
+                unreachable!()
+            }
+            async fn status(&self, _: &Handle) -> Result<MachineStatus, ProviderError> {
+                unreachable!()
+            }
+            async fn terminate(&self, _: &Handle) -> Result<(), ProviderError> {
+                unreachable!()
+            }
+        }
+        let mut providers = Providers::default();
+        providers.by_key.insert("aws/vm".into(), Arc::new(Named));
+        let sdk = egg(
+            fly_ir::Provider::Aws,
+            fly_ir::RunnerKind::Vm,
+            fly_ir::Provisioning::Sdk,
+        );
+        let tofu = egg(
+            fly_ir::Provider::Aws,
+            fly_ir::RunnerKind::Vm,
+            fly_ir::Provisioning::Tofu,
+        );
+        assert!(providers.for_egg(&sdk).is_ok());
+        let err = providers.for_egg(&tofu).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("aws/vm/tofu")));
     }
 }
