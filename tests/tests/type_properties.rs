@@ -73,7 +73,7 @@ fn typed_attrs() -> Vec<(&'static BlockSchema, Vec<&'static str>, &'static AttrS
         }
     }
     let mut out = Vec::new();
-    for top in [&schema::EGG, &schema::JOB, &schema::UGLYFOX] {
+    for top in [&schema::EGG, &schema::JOB, &schema::RIFT, &schema::UGLYFOX] {
         walk(top, top, Vec::new(), &mut out);
     }
     out
@@ -146,6 +146,83 @@ proptest! {
         let compilation = compile(vec![SourceFile::new("ok.fly", text.clone())], &env());
         let errors: Vec<_> = compilation.diagnostics().filter(|(_, d)| d.is_error()).map(|(_, d)| d.message.clone()).collect();
         prop_assert!(errors.is_empty(), "{}\n{:?}", text, errors);
+    }
+}
+
+/// Property 2 covers the attributes added for the executors (Rift, provisioning, runner
+/// caps, scale windows, the throttle): each is among the typed attributes it draws from.
+#[test]
+fn typed_attributes_include_the_executor_settings() {
+    let names: Vec<String> = typed_attrs()
+        .iter()
+        .map(|(top, path, a)| {
+            let mut p = vec![top.name];
+            p.extend(path);
+            p.push(a.name);
+            p.join(".")
+        })
+        .collect();
+    for wanted in [
+        "egg.rift",
+        "egg.cloud.provisioning",
+        "egg.cloud.image_id",
+        "egg.cloud.security_group_id",
+        "egg.runner.max_runners",
+        "rift.address",
+        "rift.bucket",
+        "rift.tls_ca",
+        "rift.docker_proxy",
+        "rift.docker_address",
+        "uglyfox.apex.scale.from",
+        "uglyfox.apex.scale.to",
+        "uglyfox.apex.scale.timezone",
+        "uglyfox.nadir.scale.min_count",
+        "uglyfox.throttle.create_per_pass",
+        "uglyfox.throttle.terminate_per_pass",
+    ] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "{wanted} not in {names:?}"
+        );
+    }
+}
+
+fn scale_nest(zone: &str) -> String {
+    format!(
+        "uglyfox {{\n  apex {{\n    scale \"w\" {{\n      from      = \"0 8 * * 1-5\"\n      to        = \"0 19 * * 1-5\"\n      timezone  = \"{zone}\"\n      min_count = 1\n    }}\n  }}\n}}\n"
+    )
+}
+
+fn zone_names() -> Vec<&'static str> {
+    fly_types::ir::chrono_tz::TZ_VARIANTS
+        .iter()
+        .map(|z| z.name())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    // Every IANA time zone name is a valid scale `timezone` and reaches the IR unchanged;
+    // the same name in the wrong case is refused (F1018) with the right spelling offered.
+    #[test]
+    fn every_iana_zone_is_accepted_and_a_wrong_case_is_corrected(zone in proptest::sample::select(zone_names())) {
+        let compilation = compile(vec![SourceFile::new("UF/uf.fly", scale_nest(zone))], &env());
+        let diags: Vec<_> = compilation.diagnostics().map(|(_, d)| d.message.clone()).collect();
+        let ir = compilation.ir.ok_or_else(|| TestCaseError::fail(format!("{zone}: {diags:?}")))?;
+        let window = &ir.uglyfox.as_ref().expect("uglyfox").apex.scale[0];
+        prop_assert_eq!(&window.timezone, zone);
+        prop_assert!(window.time_zone().is_some());
+
+        let lower = zone.to_lowercase();
+        if lower != zone && !zone_names().contains(&lower.as_str()) {
+            let compilation = compile(vec![SourceFile::new("UF/uf.fly", scale_nest(&lower))], &env());
+            let found = compilation.diagnostics().any(|(_, d)| {
+                d.code.0 == "F1018"
+                    && d.help.as_deref().is_some_and(|h| h.contains(&format!("did you mean \"{zone}\"")))
+            });
+            prop_assert!(found, "{lower}: {:#?}", compilation.files[0].diagnostics);
+        }
     }
 }
 

@@ -195,3 +195,150 @@ fn ir_json_schema_is_current() {
         &fly_types::ir::Deployment::json_schema(),
     );
 }
+
+/// Rift declarations, the egg settings for executors, scale windows and the throttle reach
+/// the IR resolved: defaults applied, the Docker proxy address derived, rifts sorted.
+#[test]
+fn executor_settings_are_lowered() {
+    let files = vec![
+        SourceFile::new(
+            "rift.fly",
+            r#"
+rift "zeta" {
+  address      = "https://[fd00::5]:9443/"
+  docker_proxy = true
+}
+rift "alpha" {
+  address        = "http://user@rift.internal:9000/base"
+  bucket         = "ci.cache_1"
+  docker_address = "tcp://10.0.0.9:2376"
+}
+rift "beta" {
+  address        = "https://rift.internal"
+  docker_proxy   = true
+  docker_address = "tcp://docker.internal:2376"
+  tls_ca         = "-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n"
+}
+"#,
+        ),
+        SourceFile::new(
+            "Eggs/app.fly",
+            r#"
+egg "app" {
+  type = "vm"
+  rift = "zeta"
+  cloud {
+    provider          = "aws"
+    region            = "eu-west-1"
+    provisioning      = "tofu"
+    image_id          = "ami-0123456789abcdef0"
+    security_group_id = "sg-1"
+  }
+  runner {
+    max_runners = 3
+  }
+  gitlab {
+    project_id   = 1
+    token_secret = "vault://t"
+  }
+}
+egg "plain" {
+  type = "vm"
+  cloud {
+    provider = "yandex"
+    region   = "ru-central1-a"
+  }
+  gitlab {
+    project_id   = 2
+    token_secret = "vault://t"
+  }
+}
+"#,
+        ),
+        SourceFile::new(
+            "UF/uf.fly",
+            r#"
+uglyfox {
+  apex {
+    scale "b" {
+      from      = "0 8 * * 1-5"
+      to        = "0 19 * * 1-5"
+      timezone  = "Europe/Berlin"
+      min_count = 4
+    }
+    scale "a" {
+      from      = "0 12 * * 5"
+      to        = "0 14 * * 5"
+      min_count = 7
+    }
+  }
+  throttle {
+    terminate_per_pass = 0
+  }
+}
+"#,
+        ),
+    ];
+    let compilation = compile(files, &env());
+    let diags: Vec<String> = compilation
+        .diagnostics()
+        .map(|(p, d)| format!("{p}: {} {}", d.code, d.message))
+        .collect();
+    // `alpha` sets docker_address without docker_proxy: a warning, and no proxy.
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    assert!(diags[0].contains("F1035"), "{diags:#?}");
+    let ir = compilation.ir.expect("IR");
+    let names: Vec<&str> = ir.rifts.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["alpha", "beta", "zeta"]);
+    let alpha = ir.rift("alpha").unwrap();
+    assert_eq!(alpha.address, "http://user@rift.internal:9000/base");
+    assert_eq!(alpha.bucket, "ci.cache_1");
+    assert!(!alpha.docker_proxy && !alpha.tls());
+    assert_eq!(alpha.docker_address, None);
+    let beta = ir.rift("beta").unwrap();
+    assert_eq!(beta.bucket, "runner-cache");
+    assert_eq!(
+        beta.docker_address.as_deref(),
+        Some("tcp://docker.internal:2376")
+    );
+    assert_eq!(
+        beta.tls_ca.as_deref(),
+        Some("-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n")
+    );
+    let zeta = ir.rift("zeta").unwrap();
+    assert_eq!(zeta.address, "https://[fd00::5]:9443");
+    assert_eq!(zeta.docker_address.as_deref(), Some("tcp://[fd00::5]:2375"));
+    assert_eq!(zeta.config_hash.len(), 64);
+    assert_ne!(zeta.config_hash, beta.config_hash);
+    assert_eq!(ir.source_map["rift.zeta"].file, "rift.fly");
+    assert_eq!(ir.source_map["rift.zeta"].line, 2);
+
+    let app = ir.egg("app").unwrap();
+    assert_eq!(app.rift.as_deref(), Some("zeta"));
+    assert_eq!(ir.rift_of(app).map(|r| r.name.as_str()), Some("zeta"));
+    assert_eq!(app.cloud.provisioning, fly_types::ir::Provisioning::Tofu);
+    assert_eq!(app.cloud.image_id.as_deref(), Some("ami-0123456789abcdef0"));
+    assert_eq!(app.cloud.security_group_id.as_deref(), Some("sg-1"));
+    assert_eq!(app.runner.max_runners, 3);
+    let plain = ir.egg("plain").unwrap();
+    assert_eq!(plain.rift, None);
+    assert_eq!(ir.rift_of(plain), None);
+    assert_eq!(plain.cloud.provisioning, fly_types::ir::Provisioning::Sdk);
+    assert_eq!(plain.runner.max_runners, 10);
+
+    let uf = ir.uglyfox.as_ref().unwrap();
+    let windows: Vec<(&str, &str, u32)> = uf
+        .apex
+        .scale
+        .iter()
+        .map(|w| (w.name.as_str(), w.timezone.as_str(), w.min_count))
+        .collect();
+    assert_eq!(windows, [("b", "Europe/Berlin", 4), ("a", "UTC", 7)]);
+    assert!(uf.nadir.scale.is_empty());
+    assert_eq!(uf.throttle.create_per_pass, 10);
+    assert_eq!(uf.throttle.terminate_per_pass, 0);
+    assert_eq!(
+        fly_types::ir::Deployment::from_json(&ir.to_json()).unwrap(),
+        ir
+    );
+}

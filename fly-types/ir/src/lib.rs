@@ -25,6 +25,9 @@ mod condition;
 mod scale;
 mod schedule;
 
+/// The time zone database [`ScaleWindow`] reads its `timezone` with (re-exported so that
+/// executors use the same version).
+pub use chrono_tz;
 pub use condition::{CmpOp, Condition, Metric, MetricType, Metrics, Operand, RunnerStateOrPool};
 pub use scale::ScaleWindow;
 pub use schedule::{Schedule, ScheduleError};

@@ -65,6 +65,7 @@ mod tests {
     use super::*;
     use crate::Pool;
     use chrono::{Datelike, Duration, TimeZone, Timelike, Weekday};
+    use proptest::prelude::Strategy;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -225,6 +226,66 @@ mod tests {
             ..pool
         };
         assert_eq!(plain.min_count_at(at("2026-06-03T09:00:00Z")), 2);
+    }
+
+    const ZONES: &[&str] = &[
+        "UTC",
+        "Europe/Berlin",
+        "Europe/Moscow",
+        "America/New_York",
+        "America/Sao_Paulo",
+        "Australia/Sydney",
+        "Australia/Lord_Howe",
+        "Asia/Kolkata",
+        "Pacific/Chatham",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        // A daily window between two whole hours away from the night hours in which clocks
+        // change is on exactly while the local clock is between them, in any zone, at any
+        // time of any season; a window across midnight the other way round.
+        #[test]
+        fn daily_windows_follow_the_local_clock(
+            zone in proptest::sample::select(ZONES),
+            (a, b) in (5u32..24, 5u32..24).prop_filter("distinct", |(a, b)| a != b),
+            minute in 0u32..60,
+            secs in 1_577_836_800i64..2_082_758_400, // 2020–2036
+        ) {
+            let w = window("w", &format!("{minute} {a} * * *"), &format!("{minute} {b} * * *"), zone, 1);
+            let t = DateTime::from_timestamp(secs, 0).unwrap();
+            let local = t.with_timezone(&w.time_zone().unwrap());
+            let now = local.hour() * 60 + local.minute();
+            let (start, end) = (a * 60 + minute, b * 60 + minute);
+            let expected = if start < end {
+                (start..end).contains(&now)
+            } else {
+                now >= start || now < end
+            };
+            proptest::prop_assert_eq!(w.is_on(t), expected, "{} {}", local, zone);
+        }
+
+        // Whatever the schedules and the zone, the next start and end come after the given
+        // time, and asking never panics.
+        #[test]
+        fn next_times_come_after(
+            zone in proptest::sample::select(chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()).collect::<Vec<_>>()),
+            m in 0u32..60, h in 0u32..24, dow in 0u32..7,
+            secs in 0i64..4_102_444_800, // 1970–2100
+        ) {
+            let w = window("w", &format!("{m} {h} * * *"), &format!("{m} * * * {dow}"), zone, 1);
+            let t = DateTime::from_timestamp(secs, 0).unwrap();
+            for next in [w.next_start_after(t), w.next_end_after(t)] {
+                let next = next.expect("a daily or weekly schedule fires");
+                proptest::prop_assert!(next > t && next - t <= Duration::days(8), "{t} -> {next} in {zone}");
+            }
+            let _ = w.is_on(t);
+        }
     }
 
     #[test]
