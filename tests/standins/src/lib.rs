@@ -1,8 +1,10 @@
 //! Stand-ins for the services this workplace cannot run, each following the documented
 //! behaviour of the real one, for the tests and for trying the system on one machine:
-//! [`Moto`] (AWS: DynamoDB, S3, SQS, EC2, ECS, through `moto_server`).
+//! [`Moto`] (AWS: DynamoDB, S3, SQS, EC2, ECS, through `moto_server`) and
+//! [`yandex::FakeYandex`] (Yandex Cloud's IAM, Compute, Serverless Containers and operations).
 #![warn(missing_docs)]
 
 pub mod moto;
+pub mod yandex;
 
 pub use moto::{free_port, Moto};

@@ -75,3 +75,39 @@ pub fn binary() -> GoslingBinary {
         sha256: "5f".repeat(32),
     }
 }
+
+/// Yandex settings pointing at a fake API at `base`, with the fake's key written to `dir`.
+pub fn yandex_settings(base: &str, dir: &std::path::Path) -> gosling_providers::ProviderSettings {
+    let key = dir.join("yc-key.json");
+    std::fs::write(&key, gosling_standins::yandex::FakeYandex::key_json()).unwrap();
+    let toml = format!(
+        r#"
+[gosling_binary]
+url = "https://downloads.example.com/gosling/0.1.0/gosling-linux-amd64"
+sha256 = "{sha}"
+
+[yandex]
+folder_id = "b1gfolder0000000000"
+zone = "ru-central1-a"
+subnet_id = "e9bsubnet0000000000"
+image_id = "fd8image00000000000"
+service_account_id = "ajerunnersa000000000"
+key_file = "{key}"
+runner_image = "cr.yandex/crp0000000000/gosling-runner:1"
+poll_initial_ms = 5
+poll_max_ms = 20
+operation_timeout_s = 10
+
+[yandex.endpoints]
+iam = "{base}"
+compute = "{base}"
+serverless_containers = "{base}"
+operation = "{base}"
+metadata = "{base}"
+"#,
+        sha = "5f".repeat(32),
+        key = key.display(),
+    );
+    gosling_providers::ProviderSettings::from_toml(&toml, std::path::Path::new("test.toml"))
+        .unwrap()
+}
