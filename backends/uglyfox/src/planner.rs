@@ -493,6 +493,7 @@ struct Planner<'a> {
     now: DateTime<Utc>,
     decisions: Vec<Decision>,
     taken: Vec<bool>,
+    acted: Vec<bool>,
     member: Vec<Option<Member>>,
     counts: HashMap<&'a str, PoolCount>,
     ends_left: Option<u32>,
@@ -525,6 +526,7 @@ impl<'a> Planner<'a> {
     fn push(&mut self, i: usize, act: Act<'_>) {
         let r = self.runner(i);
         self.taken[i] = true;
+        self.acted[i] |= act.kind != Kind::Hold;
         self.decisions.push(Decision {
             kind: act.kind,
             egg: r.egg_name.clone(),
@@ -541,7 +543,13 @@ impl<'a> Planner<'a> {
     }
 
     fn hold(&mut self, i: usize, wanted: Kind, guard: Guard, act: Act<'_>) {
-        self.push(i, act);
+        self.push(
+            i,
+            Act {
+                kind: Kind::Hold,
+                ..act
+            },
+        );
         if let Some(d) = self.decisions.last_mut() {
             d.kind = Kind::Hold;
             d.wanted = Some(wanted);
@@ -652,6 +660,7 @@ pub fn plan(snap: &Snapshot, ir: Option<&Deployment>, cfg: &Config) -> Plan {
         now,
         decisions: Vec::new(),
         taken: vec![false; n],
+        acted: vec![false; n],
         member: vec![None; n],
         counts: HashMap::new(),
         ends_left: throttle.terminate,
@@ -1115,10 +1124,12 @@ fn balance(
     // finish its job). Nadir may overflow here; its surplus is ended below.
     let apex_now = p.counts[name].apex;
     if apex_now > max_a {
+        // A runner only held by a guard so far (e.g. the termination throttle) is still
+        // in Apex and may be demoted.
         let mut cands: Vec<usize> = runners
             .iter()
             .copied()
-            .filter(|&i| !p.taken[i] && p.member[i] == Some(Member::Apex))
+            .filter(|&i| !p.acted[i] && p.member[i] == Some(Member::Apex))
             .collect();
         cands.sort_by_key(|&i| by_idle(p, i));
         for i in cands {
