@@ -12,7 +12,8 @@ pub fn markdown() -> String {
         "Every block and attribute a Nest may use. Types: `duration` is a string such as \
                   `\"90s\"`, `\"10m\"`, `\"1h30m\"`; `secret reference` is `\"vault://PATH\"`, \
                   `\"yc-lockbox://SECRET_ID/KEY\"` or `\"aws-sm://NAME\"`; `cron expression` has \
-                  five fields in UTC. See `fly-language.md` for the syntax.\n\n",
+                  five fields in UTC (in `timezone` for `scale` windows); `time zone` is an \
+                  IANA name such as `\"Europe/Moscow\"`. See `fly-language.md` for the syntax.\n\n",
     );
     for b in ROOT.blocks {
         block(b, "", &mut out);
