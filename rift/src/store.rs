@@ -14,14 +14,14 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http::HeaderValue;
 use sha2::{Digest as _, Sha256};
@@ -159,7 +159,7 @@ pub type ByteStream =
     std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send + 'static>>;
 
 /// Read size when streaming large objects.
-const STREAM_CHUNK: usize = 256 * 1024;
+const STREAM_CHUNK: usize = 1024 * 1024;
 
 impl OpenObject {
     /// Streams `len` body bytes starting at body offset `start` (both within the body).
@@ -174,13 +174,33 @@ impl OpenObject {
                 async move { Ok(chunk) },
             )));
         }
-        let mut file = self.file;
-        file.seek(SeekFrom::Start(self.body_offset + start))?;
-        let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
-        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
-            reader,
-            STREAM_CHUNK,
-        )))
+        // Each chunk is read with `pread` on the blocking pool straight into the buffer that
+        // is sent (no intermediate copy); the buffer's memory is used again once the
+        // connection has written the previous chunks.
+        let first = self.body_offset + start;
+        let state = (Arc::new(self.file), first, first + len, BytesMut::new());
+        let stream =
+            futures_util::stream::try_unfold(state, |(file, pos, end, mut buf)| async move {
+                if pos >= end {
+                    return Ok(None);
+                }
+                let n = usize::try_from(end - pos)
+                    .unwrap_or(usize::MAX)
+                    .min(STREAM_CHUNK);
+                buf.reserve(n);
+                buf.resize(n, 0);
+                let f = Arc::clone(&file);
+                let (mut buf, read) = tokio::task::spawn_blocking(move || {
+                    let r = f.read_exact_at(&mut buf[..], pos);
+                    (buf, r)
+                })
+                .await
+                .map_err(io::Error::other)?;
+                read?;
+                let chunk = buf.split().freeze();
+                Ok(Some((chunk, (file, pos + n as u64, end, buf))))
+            });
+        Ok(Box::pin(stream))
     }
 }
 
@@ -1339,6 +1359,7 @@ impl Store {
 mod tests {
     use super::*;
     use futures_util::stream;
+    use std::io::{Seek, SeekFrom};
 
     fn store(dir: &Path, max: u64) -> Arc<Store> {
         Store::open(
@@ -1626,6 +1647,38 @@ mod tests {
         }
         for t in tasks {
             t.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn large_objects_stream_any_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 1 << 30);
+        let data: Vec<u8> = (0..STREAM_CHUNK * 2 + 12_345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        s.put_stream(
+            "b/big",
+            PutOptions::default(),
+            stream::iter(vec![Ok::<_, String>(Bytes::from(data.clone()))]),
+        )
+        .await
+        .unwrap();
+        for (start, len) in [
+            (0, data.len()),
+            (1, STREAM_CHUNK),
+            (STREAM_CHUNK - 1, STREAM_CHUNK + 2),
+            (data.len() - 1, 1),
+            (5, 0),
+        ] {
+            let o = s.get("b/big").await.unwrap().unwrap();
+            assert!(o.small.is_none());
+            let mut got = Vec::new();
+            let mut st = o.into_stream(start as u64, len as u64).unwrap();
+            while let Some(c) = st.next().await {
+                got.extend_from_slice(&c.unwrap());
+            }
+            assert_eq!(got, &data[start..start + len], "{start}+{len}");
         }
     }
 }
