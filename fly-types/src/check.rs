@@ -744,7 +744,7 @@ pub(crate) fn certificate(text: &str) -> Result<(), String> {
         };
         let b64: String = body[..end].split_whitespace().collect();
         let base64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
-        if b64.is_empty() || b64.len() % 4 != 0 || !b64.chars().all(base64) {
+        if b64.is_empty() || !b64.len().is_multiple_of(4) || !b64.chars().all(base64) {
             return Err("the certificate's body is not base64".into());
         }
         rest = body[end + END.len()..].trim_start();
