@@ -2,11 +2,11 @@
 //! uploads, several messages at once.
 //!
 //! MD5 cannot be parallelised within one message: each 64-byte block depends on the previous
-//! one, and one core hashes about 650 MB/s. Uploads are independent messages, though, so one
-//! hashing thread (the *engine*) runs up to eight of them in the lanes of a SIMD register
-//! (four with SSE2, eight with AVX2 when the CPU has it), at roughly the cost of one. Each
-//! upload's writer hands its chunks to the engine ([`Md5::update`]) and writes them to disk
-//! meanwhile; [`Md5::finish`] waits for the digest.
+//! one, and one core hashes about 600 MB/s. Uploads are independent messages, though, so a
+//! hashing thread (an *engine*; one per four cores) runs up to eight of them in the lanes of a
+//! SIMD register (four with SSE2, eight with AVX2 when the CPU has it), at roughly the cost
+//! of one. Each upload's writer hands its chunks to an engine ([`Md5::update`]) and writes
+//! them to disk meanwhile; [`Md5::finish`] waits for the digest.
 //!
 //! Small bodies never reach the engine: the first [`INLINE_LIMIT`] bytes are hashed in the
 //! caller's thread, where a handoff would cost more than the hashing.
@@ -19,7 +19,7 @@ use bytes::Bytes;
 /// Bytes hashed in the caller's thread before a stream moves to the engine.
 pub const INLINE_LIMIT: u64 = 1 << 20;
 /// Bytes a stream may have queued at the engine before [`Md5::update`] waits.
-const MAX_QUEUED: usize = 8 << 20;
+const MAX_QUEUED: usize = 4 << 20;
 /// Blocks hashed per lane between two looks at the queues.
 const ROUND_BLOCKS: usize = 512;
 
@@ -657,26 +657,41 @@ impl Drop for DeathGuard {
     }
 }
 
+/// The engine with the fewest streams. There is one engine per four cores (at least one):
+/// eight lanes of one core hash about as fast as eight cores one message each.
 fn engine() -> Arc<Shared> {
-    static ENGINE: OnceLock<Arc<Shared>> = OnceLock::new();
-    Arc::clone(ENGINE.get_or_init(|| {
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner::default()),
-            work: Condvar::new(),
-            progress: Condvar::new(),
+    static ENGINES: OnceLock<Vec<Arc<Shared>>> = OnceLock::new();
+    let engines = ENGINES.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (0..cores.div_ceil(4)).map(start_engine).collect()
+    });
+    let least = engines
+        .iter()
+        .min_by_key(|e| {
+            let g = e.lock();
+            g.slots.len() - g.free.len()
+        })
+        .expect("at least one engine");
+    Arc::clone(least)
+}
+
+fn start_engine(n: usize) -> Arc<Shared> {
+    let shared = Arc::new(Shared {
+        inner: Mutex::new(Inner::default()),
+        work: Condvar::new(),
+        progress: Condvar::new(),
+    });
+    let s = Arc::clone(&shared);
+    let started = std::thread::Builder::new()
+        .name(format!("rift-md5-{n}"))
+        .spawn(move || {
+            let guard = DeathGuard(s);
+            engine_loop(&guard.0);
         });
-        let s = Arc::clone(&shared);
-        let started = std::thread::Builder::new()
-            .name("rift-md5".into())
-            .spawn(move || {
-                let guard = DeathGuard(s);
-                engine_loop(&guard.0);
-            });
-        if started.is_err() {
-            shared.lock().dead = true;
-        }
-        shared
-    }))
+    if started.is_err() {
+        shared.lock().dead = true;
+    }
+    shared
 }
 
 fn engine_loop(shared: &Shared) {
