@@ -303,6 +303,8 @@ impl Ec2Provider {
             }))
     }
 
+    /// RunInstances. A spot attempt is sent once, without the SDK's retries, so that a
+    /// capacity error falls back to on-demand at once instead of after five backoffs.
     async fn run(
         &self,
         launch: &Ec2Launch,
@@ -312,9 +314,19 @@ impl Ec2Provider {
         String,
         aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::run_instances::RunInstancesError>,
     > {
-        let out = apply_launch!(self.client().await.run_instances(), launch, root, user_data)
-            .send()
-            .await?;
+        let request = apply_launch!(self.client().await.run_instances(), launch, root, user_data);
+        let out = if launch.spot {
+            request
+                .customize()
+                .config_override(
+                    aws_sdk_ec2::config::Builder::default()
+                        .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled()),
+                )
+                .send()
+                .await?
+        } else {
+            request.send().await?
+        };
         Ok(out
             .instances()
             .first()
