@@ -3,8 +3,8 @@
 //! endpoint, credentials from the usual AWS chain unless given), with the SDK's standard
 //! retry mode.
 
-mod ec2;
-mod ecs;
+pub mod ec2;
+pub mod ecs;
 
 pub use ec2::{client_token, ec2_launch, run_instances_input, Ec2Launch, Ec2Provider};
 pub use ecs::{ecs_task, EcsProvider, EcsTask};
