@@ -423,3 +423,80 @@ async fn responses_snapshot() {
     let root = fly_lsp::world::file_uri(c.dir.path());
     insta::assert_snapshot!("responses", text.replace(&root, "file://NEST"));
 }
+
+/// Rift names: an egg's `rift = "NAME"` goes to the `rift "NAME"` declaration in another
+/// file, references and rename cover both, and completion offers the declared names (and
+/// time zone names for a scale window's `timezone`).
+#[tokio::test]
+async fn rift_names_across_files() {
+    const RIFT: &str = "rift \"main\" {\n  address = \"https://rift.internal:9443\"\n}\n\nrift \"eu\" {\n  address = \"https://rift-eu.internal\"\n}\n";
+    let egg = EGG.replace("  type = \"vm\"\n", "  type = \"vm\"\n  rift = \"main\"\n");
+    let mut c = Client::start(
+        &[
+            ("vars.fly", VARS),
+            ("rift.fly", RIFT),
+            ("Eggs/app.fly", &egg),
+        ],
+        false,
+    )
+    .await;
+    let diags = c.diagnostics().await;
+    assert!(
+        diags.values().all(|d| d.as_array().unwrap().is_empty()),
+        "{diags:#?}"
+    );
+    // `rift = "main"` is on line 2; the name starts at column 10.
+    let def = c
+        .request("textDocument/definition", c.pos("Eggs/app.fly", 2, 12))
+        .await;
+    assert_eq!(def["uri"], c.uri("rift.fly"));
+    assert_eq!(
+        def["range"],
+        json!({"start": {"line": 0, "character": 6}, "end": {"line": 0, "character": 10}})
+    );
+    let refs = c.request("textDocument/references", json!({
+        "textDocument": { "uri": c.uri("rift.fly") }, "position": {"line": 0, "character": 7}, "context": { "includeDeclaration": false }
+    })).await;
+    assert_eq!(refs.as_array().unwrap().len(), 1, "{refs:#}");
+    assert_eq!(refs[0]["uri"], c.uri("Eggs/app.fly"));
+    let edit = c.request("textDocument/rename", json!({
+        "textDocument": { "uri": c.uri("Eggs/app.fly") }, "position": {"line": 2, "character": 11}, "newName": "cache"
+    })).await;
+    let changes = edit["changes"].as_object().unwrap();
+    assert_eq!(changes.len(), 2, "{edit:#}");
+    assert_eq!(
+        changes[&c.uri("Eggs/app.fly")][0]["range"],
+        json!({"start": {"line": 2, "character": 10}, "end": {"line": 2, "character": 14}})
+    );
+    assert_eq!(changes[&c.uri("rift.fly")][0]["newText"], "cache");
+
+    // Completion of the declared names after `rift = `, inside the quotes too.
+    c.open("Eggs/app.fly", &egg.replace("rift = \"main\"", "rift = "))
+        .await;
+    let items = c
+        .request("textDocument/completion", c.pos("Eggs/app.fly", 2, 9))
+        .await;
+    assert_eq!(labels_of(&items), ["\"eu\"", "\"main\""]);
+    c.open("Eggs/app.fly", &egg.replace("rift = \"main\"", "rift = \""))
+        .await;
+    let items = c
+        .request("textDocument/completion", c.pos("Eggs/app.fly", 2, 10))
+        .await;
+    assert_eq!(labels_of(&items), ["eu", "main"]);
+
+    // Time zones in a scale window.
+    c.open(
+        "UF/uf.fly",
+        "uglyfox {\n  apex {\n    scale \"w\" {\n      timezone = \"\n    }\n  }\n}\n",
+    )
+    .await;
+    let items = c
+        .request("textDocument/completion", c.pos("UF/uf.fly", 3, 18))
+        .await;
+    let labels = labels_of(&items);
+    assert!(
+        labels.contains(&"Europe/Moscow") && labels.contains(&"UTC"),
+        "{} items",
+        labels.len()
+    );
+}

@@ -670,9 +670,8 @@ pub(crate) fn time_zone(name: &str) -> Result<(), String> {
     }
     let names = || TZ_VARIANTS.iter().map(|tz| tz.name());
     if let Some(exact) = names().find(|n| n.eq_ignore_ascii_case(name)) {
-        return Err(format!(
-            "did you mean \"{exact}\"? (time zone names are case sensitive)"
-        ));
+        // Names are case sensitive; the plain form lets the editor offer the fix.
+        return Err(format!("did you mean \"{exact}\"?"));
     }
     // A fixed offset such as "UTC+3" or "+03:00".
     let offset = name

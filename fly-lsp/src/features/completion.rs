@@ -1,5 +1,6 @@
-//! Completion: block types valid at the cursor, attributes not yet set, enum values,
-//! `vars.`/`env.` names inside `${`, metrics inside conditions, and snippets.
+//! Completion: block types valid at the cursor, attributes not yet set, enum values, the
+//! Nest's rift names for an egg's `rift`, time zone names, `vars.`/`env.` names inside `${`,
+//! metrics inside conditions, and snippets.
 
 use super::offset;
 use super::syntax::{blocks_at, items_of, schema_of};
@@ -39,7 +40,24 @@ pub fn complete(world: &World, id: usize, pos: Position) -> Vec<CompletionItem> 
                 return Vec::new();
             };
             let in_string = value.matches('"').count() % 2 == 1;
+            let quote = |v: &str| {
+                if in_string {
+                    v.to_string()
+                } else {
+                    format!("\"{v}\"")
+                }
+            };
+            if schema.name == "egg" && attr.name == "rift" {
+                return rift_names(world)
+                    .into_iter()
+                    .map(|n| item(quote(&n), CompletionItemKind::REFERENCE, None))
+                    .collect();
+            }
             return match attr.ty {
+                Type::TimeZone => fly_types::ir::chrono_tz::TZ_VARIANTS
+                    .iter()
+                    .map(|z| item(quote(z.name()), CompletionItemKind::VALUE, None))
+                    .collect(),
                 Type::Enum(values) if !in_string => values
                     .iter()
                     .map(|v| item(format!("\"{v}\""), CompletionItemKind::ENUM_MEMBER, None))
@@ -128,6 +146,22 @@ pub fn complete(world: &World, id: usize, pos: Position) -> Vec<CompletionItem> 
     out
 }
 
+/// The names of the rifts declared anywhere in the Nest, sorted, each once.
+fn rift_names(world: &World) -> Vec<String> {
+    let mut names: Vec<String> = world
+        .docs
+        .iter()
+        .flat_map(|d| d.parse.file.items.iter())
+        .filter_map(|i| match i {
+            Item::Block(b) if b.kind.name == "rift" => b.labels.first().map(|l| l.value.clone()),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 fn interpolation(world: &World, inner: &str) -> Vec<CompletionItem> {
     if let Some(prefix) = inner.strip_prefix("vars.") {
         let Some(a) = &world.analysis else {
@@ -204,6 +238,10 @@ fn top_level_snippets() -> Vec<CompletionItem> {
         snippet(
             "egg (snippet)",
             "egg \"${1:name}\" {\n\ttype = \"${2|vm,serverless|}\"\n\n\tcloud {\n\t\tprovider = \"${3|yandex,aws|}\"\n\t\tregion   = \"${4:ru-central1-a}\"\n\t}\n\n\trunner {\n\t\ttags = [${5:\"docker\"}]\n\t}\n\n\tgitlab {\n\t\tproject_id   = ${6:12345}\n\t\ttoken_secret = \"${7:vault://gitlab/runner-token}\"\n\t}\n}",
+        ),
+        snippet(
+            "rift (snippet)",
+            "rift \"${1:main}\" {\n\taddress      = \"${2:https://rift.internal:9443}\"\n\tdocker_proxy = ${3|false,true|}\n}",
         ),
         snippet(
             "job (snippet)",

@@ -1,9 +1,11 @@
 //! Go to definition, find references and rename, for variables (through interpolations in
-//! strings and heredocs, across the Nest) and for egg and job names.
+//! strings and heredocs, across the Nest), for egg and job names, and for rift names (the
+//! `rift "NAME"` declarations and the eggs' `rift = "NAME"`).
 
 use super::syntax::{block_header_at, traversals, var_definitions};
 use super::{offset, range};
 use crate::world::World;
+use fly_syntax::ast::{Expr, File, Item, TemplatePart};
 use fly_syntax::Span;
 use std::collections::HashMap;
 use tower_lsp_server::ls_types::{Location, Position, Range, TextEdit, Uri, WorkspaceEdit};
@@ -30,9 +32,21 @@ fn symbol_at(world: &World, id: usize, at: usize) -> Option<(Symbol, Span)> {
             return Some((Symbol::Var(a.name.name.to_string()), a.name.span));
         }
     }
+    for (name, span) in rift_uses(file) {
+        if span.contains(at) {
+            let name = name.to_string();
+            return Some((
+                Symbol::Named {
+                    kind: "rift".into(),
+                    name,
+                },
+                span,
+            ));
+        }
+    }
     let (_, b) = block_header_at(file, at)?;
     let label = b.labels.first().filter(|l| l.span.contains(at))?;
-    if matches!(b.kind.name.as_str(), "egg" | "job" | "rule") {
+    if matches!(b.kind.name.as_str(), "egg" | "job" | "rule" | "rift") {
         return Some((
             Symbol::Named {
                 kind: b.kind.name.to_string(),
@@ -42,6 +56,31 @@ fn symbol_at(world: &World, id: usize, at: usize) -> Option<(Symbol, Span)> {
         ));
     }
     None
+}
+
+/// Every egg's `rift = "NAME"`: the name and the span of its text (without the quotes),
+/// when written as plain text.
+fn rift_uses(file: &File) -> Vec<(&str, Span)> {
+    file.items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Block(b) if b.kind.name == "egg" => Some(b),
+            _ => None,
+        })
+        .flat_map(|b| b.items.iter())
+        .filter_map(|i| match i {
+            Item::Attribute(a) if a.name.name == "rift" => match &a.value {
+                Expr::String(t) => match t.parts.as_slice() {
+                    [TemplatePart::Literal(l)] if l.span.len() == l.value.len() => {
+                        Some((l.value.as_str(), l.span))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// A quoted label's span without its quotes.
@@ -94,6 +133,13 @@ fn occurrences(world: &World, symbol: &Symbol) -> Vec<(usize, Span, bool)> {
                 let mut spans = Vec::new();
                 walk(&file.items, kind, name, &mut spans);
                 out.extend(spans.into_iter().map(|s| (id, s, true)));
+                if kind == "rift" {
+                    for (n, span) in rift_uses(file) {
+                        if n == name {
+                            out.push((id, span, false));
+                        }
+                    }
+                }
             }
         }
     }

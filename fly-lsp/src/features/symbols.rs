@@ -23,7 +23,7 @@ pub fn document(world: &World, id: usize) -> Vec<DocumentSymbol> {
                         name,
                         detail: None,
                         kind: match b.kind.name.as_str() {
-                            "egg" | "job" | "uglyfox" => SymbolKind::CLASS,
+                            "egg" | "job" | "rift" | "uglyfox" => SymbolKind::CLASS,
                             "rule" => SymbolKind::FUNCTION,
                             "vars" => SymbolKind::NAMESPACE,
                             _ => SymbolKind::STRUCT,
@@ -60,7 +60,8 @@ pub fn document(world: &World, id: usize) -> Vec<DocumentSymbol> {
     walk(world, id, &world.docs[id].parse.file.items)
 }
 
-/// Eggs, jobs and rules across the Nest whose names contain `query`.
+/// Eggs, jobs, rifts and rules (every labelled block) across the Nest whose names contain
+/// `query`.
 pub fn workspace(world: &World, query: &str) -> Vec<SymbolInformation> {
     let query = query.to_lowercase();
     let mut out = Vec::new();
