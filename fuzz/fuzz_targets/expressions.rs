@@ -4,7 +4,8 @@
 //!
 //! * neither parser panics, and every error range lies within the text on char boundaries;
 //! * a condition that parses evaluates without panicking;
-//! * a schedule that parses gives a next run strictly after the given time (or none).
+//! * a schedule that parses gives a next run strictly after the given time (or none), also
+//!   read in a time zone (as scale windows read it) around both daylight saving changes.
 #![no_main]
 
 use chrono::{TimeZone, Utc};
@@ -53,6 +54,16 @@ fuzz_target!(|data: &[u8]| {
             let t = Utc.with_ymd_and_hms(2026, 12, 2, 23, 59, 30).unwrap();
             if let Some(next) = schedule.next_after(t) {
                 assert!(next > t, "next run {next} not after {t}");
+            }
+            // Europe/Berlin, just before the clocks go forward and back in 2026.
+            let berlin = fly_types::ir::chrono_tz::Europe::Berlin;
+            for t in [
+                Utc.with_ymd_and_hms(2026, 3, 29, 0, 30, 0).unwrap(),
+                Utc.with_ymd_and_hms(2026, 10, 25, 0, 30, 0).unwrap(),
+            ] {
+                if let Some(next) = schedule.next_after_in(&berlin, t) {
+                    assert!(next > t, "next run {next} in Berlin not after {t}");
+                }
             }
         }
         Err(e) => check_range(text, e.start, e.end, "schedule"),
