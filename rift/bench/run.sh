@@ -11,7 +11,10 @@
 # Everything listens on 127.0.0.1 only; every run is bounded by BENCH_DURATION.
 #
 # Rift is driven through the plain `/cache/{key}` endpoint with a bearer token (so every
-# request is authenticated); nginx serves the same files as static files without auth.
+# request is authenticated); nginx serves the same files as static files without auth (and,
+# for small GETs, a second time with its open-file cache). Rift keeps small objects that are
+# read in memory (--memory-cache-size, 64 MiB by default); nginx reads them from the page
+# cache with open + sendfile.
 # PUTs go to Rift with its default settings (fsync of the file and its directory before the
 # upload is acknowledged), to a second Rift with --fsync false, and to nginx's WebDAV PUT
 # (temp file + rename, no fsync). Like for like is the --fsync false row against nginx: both
@@ -58,6 +61,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 RIFT_PORT="$(free_port)"
 RIFT_NOSYNC_PORT="$(free_port)"
 NGINX_PORT="$(free_port)"
+NGINX_OFC_PORT="$(free_port)"
 RIFT_TLS_PORT="$(free_port)"
 NGINX_TLS_PORT="$(free_port)"
 
@@ -118,6 +122,14 @@ http {
       client_body_buffer_size 1m;
     }
   }
+  # The same files with nginx's open-file cache (descriptors and metadata kept open between
+  # requests), its fastest static setting: a second reference for small GETs.
+  server {
+    listen 127.0.0.1:$NGINX_OFC_PORT;
+    root $WORK/www;
+    open_file_cache max=1000 inactive=60s;
+    open_file_cache_valid 60s;
+  }
   server {
     listen 127.0.0.1:$NGINX_TLS_PORT ssl;
     ssl_certificate $WORK/cert.pem;
@@ -143,6 +155,7 @@ wait_up() {
 wait_up "http://127.0.0.1:$RIFT_PORT/health"
 wait_up "http://127.0.0.1:$RIFT_NOSYNC_PORT/health"
 wait_up "http://127.0.0.1:$NGINX_PORT/bench/small.bin"
+wait_up "http://127.0.0.1:$NGINX_OFC_PORT/bench/small.bin"
 wait_up "https://127.0.0.1:$RIFT_TLS_PORT/health"
 wait_up "https://127.0.0.1:$NGINX_TLS_PORT/bench/small.bin"
 
@@ -209,6 +222,7 @@ AUTH=(-H "Authorization: Bearer $TOKEN")
 echo "== small GET (4 KiB), $SMALL_CONNS connections, $DURATION" >&2
 read -r rs_rps rs_mb rs_p99 < <(run_wrk -c "$SMALL_CONNS" "${AUTH[@]}" "$R_URL/cache/bench/small.bin")
 read -r ns_rps ns_mb ns_p99 < <(run_wrk -c "$SMALL_CONNS" "$N_URL/bench/small.bin")
+read -r os_rps os_mb os_p99 < <(run_wrk -c "$SMALL_CONNS" "http://127.0.0.1:$NGINX_OFC_PORT/bench/small.bin")
 echo "== large GET (64 MiB), $LARGE_CONNS connections, $DURATION" >&2
 read -r rl_rps rl_mb rl_p99 < <(run_wrk -c "$LARGE_CONNS" "${AUTH[@]}" "$R_URL/cache/bench/large.bin")
 read -r nl_rps nl_mb nl_p99 < <(run_wrk -c "$LARGE_CONNS" "$N_URL/bench/large.bin")
@@ -244,6 +258,7 @@ load average at the start $LOAD_START, at the end $(cut -d' ' -f1-3 /proc/loadav
 |---|---|---:|---:|---:|---:|
 | GET 4 KiB, $SMALL_CONNS conns | Rift (bearer auth) | $rs_rps | $rs_mb | $rs_p99 | $(ratio "$rs_rps" "$ns_rps") |
 | GET 4 KiB, $SMALL_CONNS conns | nginx (static) | $ns_rps | $ns_mb | $ns_p99 | |
+| GET 4 KiB, $SMALL_CONNS conns | nginx (static, open_file_cache) | $os_rps | $os_mb | $os_p99 | Rift / this: $(ratio "$rs_rps" "$os_rps") |
 | GET 64 MiB, $LARGE_CONNS conns | Rift (bearer auth) | $rl_rps | $rl_mb | $rl_p99 | $(ratio "$rl_rps" "$nl_rps") |
 | GET 64 MiB, $LARGE_CONNS conns | nginx (static) | $nl_rps | $nl_mb | $nl_p99 | |
 | HTTPS GET 4 KiB, $SMALL_CONNS conns | Rift (TLS 1.3, bearer auth) | $ts_rps | $ts_mb | $ts_p99 | $(ratio "$ts_rps" "$us_rps") |
