@@ -6,7 +6,8 @@ use chrono::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// A parsed cron schedule: each field expanded to the values it allows (UTC).
+/// A parsed cron schedule: each field expanded to the values it allows, read in UTC (a job's
+/// schedule) or in the time zone of the scale window that holds it (`next_after_in`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
