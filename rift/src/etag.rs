@@ -20,6 +20,8 @@ use bytes::Bytes;
 pub const INLINE_LIMIT: u64 = 1 << 20;
 /// Bytes a stream may have queued at the engine before [`Md5::update`] waits.
 const MAX_QUEUED: usize = 4 << 20;
+/// Chunks a stream hashes in a lane before it gives the lane up to a waiting stream.
+const TURN: usize = 16;
 /// Blocks hashed per lane between two looks at the queues.
 const ROUND_BLOCKS: usize = 512;
 
@@ -645,6 +647,8 @@ struct Lane {
     state: State,
     chunk: Bytes,
     pos: usize,
+    /// Chunks taken since the stream got this lane.
+    turn: usize,
 }
 
 /// Marks the engine dead if its thread unwinds, so that no writer waits forever.
@@ -709,15 +713,24 @@ fn engine_loop(shared: &Shared) {
                     continue;
                 }
                 let id = lanes[k].id;
+                let others_wait = !g.runnable.is_empty();
                 let slot = g.slot(id);
                 if slot.abandoned {
                     lanes.swap_remove(k);
                     g.release(id);
                     continue;
                 }
+                if others_wait && lanes[k].turn >= TURN {
+                    // Streams are waiting for a lane: this one queues up again behind them.
+                    let lane = lanes.swap_remove(k);
+                    slot.state = Some(lane.state);
+                    g.runnable.push_back(id);
+                    continue;
+                }
                 if let Some((c, wake)) = slot.pop() {
                     lanes[k].chunk = c;
                     lanes[k].pos = 0;
+                    lanes[k].turn += 1;
                     progressed |= wake;
                     k += 1;
                     continue;
@@ -750,6 +763,7 @@ fn engine_loop(shared: &Shared) {
                             state,
                             chunk: c,
                             pos: 0,
+                            turn: 1,
                         });
                     }
                     None => {
@@ -1046,5 +1060,44 @@ mod tests {
         let data = vec![2u8; INLINE_LIMIT as usize + 5];
         m.update(Bytes::from(data.clone())).unwrap();
         assert_eq!(m.finish().unwrap(), reference(&data));
+    }
+
+    #[test]
+    fn streams_beyond_the_lanes_get_a_turn() {
+        // More streams than lanes, all fed without pause: a late one still finishes while the
+        // others keep going (lanes rotate), rather than waiting for one of them to end.
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let chunk = Bytes::from(vec![5u8; 256 * 1024]);
+        let busy: Vec<_> = (0..9)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                let chunk = chunk.clone();
+                std::thread::spawn(move || {
+                    let mut m = Md5::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        m.update(chunk.clone()).unwrap();
+                    }
+                    m.finish().unwrap()
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let data = vec![9u8; INLINE_LIMIT as usize * 2];
+            let mut m = Md5::new();
+            for c in data.chunks(100_000) {
+                m.update(Bytes::copy_from_slice(c)).unwrap();
+            }
+            let _ = tx.send((m.finish().unwrap(), reference(&data)));
+        });
+        let done = rx.recv_timeout(std::time::Duration::from_secs(60));
+        stop.store(true, Ordering::Relaxed);
+        for b in busy {
+            b.join().unwrap();
+        }
+        let (got, want) = done.expect("the late stream finished while the others were busy");
+        assert_eq!(got, want);
     }
 }
