@@ -55,7 +55,7 @@ impl TerminationPolicy {
     /// egg's job timeout (an hour when unknown, at least a minute) plus `drain_grace`.
     pub fn drain_deadline(&self, egg: Option<&fly_ir::Egg>) -> Duration {
         let job = egg.map_or(3600, |e| e.runner.timeout_s.max(60));
-        Duration::from_secs(job) + self.drain_grace
+        Duration::from_secs(job).saturating_add(self.drain_grace)
     }
 }
 

@@ -241,7 +241,7 @@ impl Applier {
     /// Whether `key` was recorded less than `repeat_every` ago (and remembers it now).
     fn recently(&self, key: String, now: DateTime<Utc>) -> bool {
         let mut m = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let every = chrono::Duration::from_std(self.repeat_every).unwrap_or_default();
+        let every = chrono::Duration::from_std(self.repeat_every).unwrap_or(chrono::Duration::MAX);
         if m.len() > 100_000 {
             m.retain(|_, t| now - *t < every);
         }
@@ -373,7 +373,8 @@ impl Applier {
             return Ok(Outcome::Skipped("no runner".into()));
         };
         let id = d.runner.as_deref().unwrap_or("");
-        let half = chrono::Duration::seconds((plan.check_interval_s / 2).max(1) as i64);
+        let half = chrono::Duration::try_seconds((plan.check_interval_s / 2).max(1) as i64)
+            .unwrap_or(chrono::Duration::MAX);
         let mut wrote = false;
         self.fleet
             .edit(id, |r, now| {

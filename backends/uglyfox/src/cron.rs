@@ -93,9 +93,9 @@ pub fn plan_jobs(
         let due = rec.next_run.filter(|t| *t <= now);
         if running {
             let started = rec.last_run.or(rec.scheduled_for);
-            let limit = chrono::Duration::seconds(job.timeout_s.min(i64::MAX as u64 / 2) as i64)
-                + chrono::Duration::from_std(lost_grace).unwrap_or_default();
-            if started.is_some_and(|s| now > s + limit) {
+            let limit = job.timeout_s.saturating_add(lost_grace.as_secs());
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            if started.is_some_and(|s| (now - s).num_seconds() > limit) {
                 out.push(d(
                     JobStep::Lost,
                     format!(

@@ -13,7 +13,7 @@
 //! demand met by promoting Nadir before requesting new runners (Property 15), Nadir over its
 //! `max_count` or idle past its `idle_timeout` ended.
 
-use crate::policy::{self, Throttle};
+use crate::policy;
 use crate::snapshot::{Ledger, Request, Snapshot};
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use fly_ir::{Action, Deployment, Egg, Metric, Metrics, RunnerKind, RunnerStateOrPool};
@@ -344,6 +344,15 @@ fn secs(d: TimeDelta) -> i64 {
     d.num_seconds()
 }
 
+/// Seconds as a signed count (a value beyond `i64` reads as "forever").
+fn s64(x: u64) -> i64 {
+    i64::try_from(x).unwrap_or(i64::MAX)
+}
+
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
 fn meta_time(r: &Runner, key: &str) -> Option<DateTime<Utc>> {
     let text = r.metadata.get("uglyfox")?.get(key)?.as_str()?;
     DateTime::parse_from_rfc3339(text)
@@ -649,7 +658,7 @@ pub fn plan(snap: &Snapshot, ir: Option<&Deployment>, cfg: &Config) -> Plan {
         .map(|u| u.pruning.check_interval_s)
         .unwrap_or(cfg.default_check_interval.as_secs())
         .max(1);
-    let throttle = uf.map(policy::throttle).unwrap_or(Throttle::default());
+    let throttle = uf.map(policy::throttle).unwrap_or_default();
     let eggs: HashMap<&str, &Egg> = ir
         .map(|d| d.eggs.iter().map(|e| (e.name.as_str(), e)).collect())
         .unwrap_or_default();
@@ -718,7 +727,7 @@ pub fn plan(snap: &Snapshot, ir: Option<&Deployment>, cfg: &Config) -> Plan {
         })
         .unwrap_or_default();
     let limit = cfg.heartbeat_limit();
-    let limit_s = limit.as_secs() as i64;
+    let limit_s = s64(limit.as_secs());
 
     for i in 0..n {
         per_runner(&mut p, i, ir, uf, &eggs, &rules, limit_s, check_interval_s);
@@ -793,7 +802,7 @@ fn per_runner(
         RunnerState::Draining => {
             let deadline = cfg.termination.drain_deadline(egg);
             let took = secs(now - since);
-            if took > deadline.as_secs() as i64 {
+            if took > s64(deadline.as_secs()) {
                 p.push(
                     i,
                     act(
@@ -810,7 +819,7 @@ fn per_runner(
         }
         RunnerState::Terminating => {
             let took = secs(now - since);
-            if took >= cfg.removal_grace.as_secs() as i64 {
+            if took >= s64(cfg.removal_grace.as_secs()) {
                 p.push(
                     i,
                     act(
@@ -824,8 +833,8 @@ fn per_runner(
         }
         RunnerState::PendingTermination => {
             let wait = cfg.termination.retry_delay(r.termination_attempts);
-            let due = r.updated_at + TimeDelta::from_std(wait).unwrap_or(TimeDelta::zero());
-            if now >= due {
+            let due = r.updated_at.checked_add_signed(delta(wait));
+            if due.is_some_and(|due| now >= due) {
                 p.push(
                     i,
                     act(
@@ -859,7 +868,7 @@ fn per_runner(
             return;
         }
         let age = secs(now - r.created_at);
-        if age > uf.pruning.max_age_s as i64 {
+        if age > s64(uf.pruning.max_age_s) {
             let why = format!("age {age} s > max_age {} s", uf.pruning.max_age_s);
             p.end(i, act(Kind::End, Reason::MaxAge, why));
             return;
@@ -875,7 +884,7 @@ fn per_runner(
         )),
         RunnerState::Provisioning => {
             let waited = secs(now - r.created_at);
-            (waited > cfg.provisioning_timeout.as_secs() as i64).then(|| {
+            (waited > s64(cfg.provisioning_timeout.as_secs())).then(|| {
                 (
                     Reason::ProvisioningTimeout,
                     format!(
@@ -887,7 +896,7 @@ fn per_runner(
         }
         RunnerState::Failed if silent > limit_s => {
             let last = failed_check_at(r).unwrap_or(since).max(since);
-            (secs(now - last) >= (check_interval_s / 2).max(1) as i64).then(|| {
+            (secs(now - last) >= s64((check_interval_s / 2).max(1))).then(|| {
                 (
                     Reason::Heartbeat,
                     format!("failed and still no heartbeat for {silent} s"),
@@ -1086,14 +1095,18 @@ fn balance(
                 .chain(r.metadata.get("request").and_then(|v| v.as_str()))
         })
         .collect();
-    let timeout = TimeDelta::from_std(p.cfg.request_timeout).unwrap_or(TimeDelta::zero());
+    let timeout = delta(p.cfg.request_timeout);
     let mut requests: Vec<Request> = p
         .snap
         .ledgers
         .get(name)
         .map(|l| l.item.requests.clone())
         .unwrap_or_default();
-    requests.retain(|q| q.at + timeout > now && q.at <= now && !seen_keys.contains(q.key.as_str()));
+    requests.retain(|q| {
+        q.at.checked_add_signed(timeout).is_none_or(|end| end > now)
+            && q.at <= now
+            && !seen_keys.contains(q.key.as_str())
+    });
     let c = &p.counts[name];
     let coming = c.provisioning + requests.len() as u32;
     let busy = c.busy_apex;
@@ -1155,7 +1168,7 @@ fn balance(
             .filter_map(|i| {
                 let r = p.runner(i);
                 let idle = secs(now - idle_since(r, state_of(r))?);
-                (idle > limit as i64).then_some((i, idle))
+                (idle > s64(limit)).then_some((i, idle))
             })
             .collect();
         cands.sort_by_key(|&(i, idle)| (std::cmp::Reverse(idle), i));
@@ -1307,7 +1320,7 @@ fn balance(
                     since = since.max(n);
                 }
                 let idle = secs(now - since);
-                (idle > limit as i64).then_some((i, idle))
+                (idle > s64(limit)).then_some((i, idle))
             })
             .collect();
         cands.sort_by_key(|&(i, idle)| (std::cmp::Reverse(idle), i));

@@ -73,6 +73,12 @@ pub async fn plan_from_store(
     Ok(plan(&snap, ir, config))
 }
 
+/// Now + `d`, at most a day ahead (a huge interval is not an overflow).
+fn later(d: Duration) -> Instant {
+    let d = d.min(Duration::from_secs(24 * 3600));
+    Instant::now() + d
+}
+
 impl UglyFox {
     /// The plan of a pass now (writes nothing).
     pub async fn plan(&self, ir: Option<&Deployment>) -> Result<Plan, Error> {
@@ -126,7 +132,7 @@ impl UglyFox {
                         tracing::warn!("cron tick failed: {e}");
                     }
                 }
-                next_cron = Instant::now() + self.cron_every;
+                next_cron = later(self.cron_every);
             }
             if now >= next_pass {
                 match self.pass(ir).await {
@@ -145,7 +151,7 @@ impl UglyFox {
                     .and_then(|d| d.uglyfox.as_ref())
                     .map(|u| Duration::from_secs(u.pruning.check_interval_s.max(1)))
                     .unwrap_or(self.config.default_check_interval);
-                next_pass = Instant::now() + every;
+                next_pass = later(every);
             }
             let wake = next_pass.min(next_cron);
             tokio::select! {

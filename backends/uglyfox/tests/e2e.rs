@@ -48,13 +48,19 @@ async fn a_silent_local_runner_is_listed_then_terminated_and_its_process_is_gone
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let store: Arc<dyn StateStore> = Arc::from(
-        open_state(&format!("sqlite://{}", d.join("state.db").display()), &OpenOptions::default())
-            .await
-            .unwrap(),
-    );
-    let objects = open_objects(&d.join("objects").display().to_string(), &OpenOptions::default())
+        open_state(
+            &format!("sqlite://{}", d.join("state.db").display()),
+            &OpenOptions::default(),
+        )
         .await
-        .unwrap();
+        .unwrap(),
+    );
+    let objects = open_objects(
+        &d.join("objects").display().to_string(),
+        &OpenOptions::default(),
+    )
+    .await
+    .unwrap();
     let ir = nest();
     let now = Utc::now();
     deploy(&*store, &*objects, &ir, now).await;
@@ -94,26 +100,42 @@ async fn a_silent_local_runner_is_listed_then_terminated_and_its_process_is_gone
     assert!(ok, "{err}");
     let ds = decisions_for(&out, "r-e2e");
     assert_eq!(ds.len(), 1, "{out}");
-    assert_eq!((ds[0]["kind"].as_str(), ds[0]["reason"].as_str()), (Some("mark_failed"), Some("heartbeat")));
+    assert_eq!(
+        (ds[0]["kind"].as_str(), ds[0]["reason"].as_str()),
+        (Some("mark_failed"), Some("heartbeat"))
+    );
     let (ok, text, _) = uglyfox(d, &key, &["plan"]);
     assert!(ok);
-    assert!(text.contains("mark_failed") && text.contains("r-e2e (app)"), "{text}");
+    assert!(
+        text.contains("mark_failed") && text.contains("r-e2e (app)"),
+        "{text}"
+    );
     assert!(!d.join("queue.db").exists(), "plan wrote nothing");
 
     // A pass: marked failed (its third failure).
     let (ok, _, err) = uglyfox(d, &key, &["run", "--once"]);
     assert!(ok, "{err}");
-    let store = open_state(&format!("sqlite://{}", d.join("state.db").display()), &OpenOptions::default())
-        .await
-        .unwrap();
+    let store = open_state(
+        &format!("sqlite://{}", d.join("state.db").display()),
+        &OpenOptions::default(),
+    )
+    .await
+    .unwrap();
     let r = store.runner("r-e2e").await.unwrap().unwrap().item;
     assert_eq!((r.state.as_str(), r.failure_count), ("failed", 3));
-    assert!(process_runs(pid, "r-e2e"), "marking it failed does not stop it");
+    assert!(
+        process_runs(pid, "r-e2e"),
+        "marking it failed does not stop it"
+    );
 
     // The plan now ends it (failed_threshold 3); the next pass does.
     let (_, out, _) = uglyfox(d, &key, &["plan", "--format", "json"]);
     let ds = decisions_for(&out, "r-e2e");
-    assert_eq!((ds[0]["kind"].as_str(), ds[0]["reason"].as_str()), (Some("end"), Some("failed_threshold")), "{out}");
+    assert_eq!(
+        (ds[0]["kind"].as_str(), ds[0]["reason"].as_str()),
+        (Some("end"), Some("failed_threshold")),
+        "{out}"
+    );
     let (ok, _, err) = uglyfox(d, &key, &["run", "--once"]);
     assert!(ok, "{err}");
     let r = store.runner("r-e2e").await.unwrap().unwrap().item;
@@ -133,7 +155,10 @@ async fn a_silent_local_runner_is_listed_then_terminated_and_its_process_is_gone
         .filter(|a| a.resource_id == "r-e2e" && a.actor == "uglyfox")
         .map(|a| a.action)
         .collect();
-    assert!(actions.contains(&"mark_failed".to_string()) && actions.contains(&"terminated".to_string()), "{actions:?}");
+    assert!(
+        actions.contains(&"mark_failed".to_string()) && actions.contains(&"terminated".to_string()),
+        "{actions:?}"
+    );
 }
 
 #[test]

@@ -22,10 +22,13 @@ async fn hook_server(status: u16) -> (String, Arc<Mutex<Vec<serde_json::Value>>>
     let app = Router::new()
         .route(
             "/hook",
-            post(move |State(s): State<Arc<Mutex<Vec<serde_json::Value>>>>, Json(v): Json<serde_json::Value>| async move {
-                s.lock().unwrap().push(v);
-                StatusCode::from_u16(status).unwrap()
-            }),
+            post(
+                move |State(s): State<Arc<Mutex<Vec<serde_json::Value>>>>,
+                      Json(v): Json<serde_json::Value>| async move {
+                    s.lock().unwrap().push(v);
+                    StatusCode::from_u16(status).unwrap()
+                },
+            ),
         )
         .with_state(seen.clone());
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -37,18 +40,36 @@ async fn hook_server(status: u16) -> (String, Arc<Mutex<Vec<serde_json::Value>>>
 #[tokio::test]
 async fn the_webhook_posts_the_notification_as_json() {
     let (url, seen) = hook_server(200).await;
-    Webhook::new(&url).unwrap().notify(&note(&["ops@example.com"])).await.unwrap();
+    Webhook::new(&url)
+        .unwrap()
+        .notify(&note(&["ops@example.com"]))
+        .await
+        .unwrap();
     let got = seen.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0]["subject"], "Gosling job `tick` failed after 2 attempt(s)");
+    assert_eq!(
+        got[0]["subject"],
+        "Gosling job `tick` failed after 2 attempt(s)"
+    );
     assert_eq!(got[0]["recipients"][0], "ops@example.com");
     assert_eq!(got[0]["details"]["attempts"], 2);
 
     let (bad, _) = hook_server(500).await;
-    let e = Webhook::new(&bad).unwrap().notify(&note(&[])).await.unwrap_err();
+    let e = Webhook::new(&bad)
+        .unwrap()
+        .notify(&note(&[]))
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("500"), "{e}");
-    let e = Webhook::new("http://127.0.0.1:9/hook").unwrap().notify(&note(&[])).await.unwrap_err();
-    assert!(e.to_string().starts_with("webhook http://127.0.0.1:9/hook"), "{e}");
+    let e = Webhook::new("http://127.0.0.1:9/hook")
+        .unwrap()
+        .notify(&note(&[]))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().starts_with("webhook http://127.0.0.1:9/hook"),
+        "{e}"
+    );
 }
 
 /// What the test SMTP server received: envelope recipients and the message text.
@@ -67,7 +88,9 @@ async fn smtp_server() -> (u16, Arc<Mutex<Vec<Mail>>>) {
     let keep = inbox.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((sock, _)) = l.accept().await else { return };
+            let Ok((sock, _)) = l.accept().await else {
+                return;
+            };
             let inbox = keep.clone();
             tokio::spawn(async move {
                 let (r, mut w) = sock.into_split();
@@ -88,10 +111,13 @@ async fn smtp_server() -> (u16, Arc<Mutex<Vec<Mail>>>) {
                         mail.from = cmd[10..].trim().to_string();
                         b"250 OK\r\n"
                     } else if upper.starts_with("RCPT TO:") {
-                        mail.to.push(cmd[8..].trim().trim_matches(['<', '>']).to_string());
+                        mail.to
+                            .push(cmd[8..].trim().trim_matches(['<', '>']).to_string());
                         b"250 OK\r\n"
                     } else if upper == "DATA" {
-                        w.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await.unwrap();
+                        w.write_all(b"354 end with <CRLF>.<CRLF>\r\n")
+                            .await
+                            .unwrap();
                         loop {
                             line.clear();
                             if r.read_line(&mut line).await.unwrap_or(0) == 0 {
@@ -121,14 +147,37 @@ async fn smtp_server() -> (u16, Arc<Mutex<Vec<Mail>>>) {
 #[tokio::test]
 async fn e_mail_goes_over_smtp_to_every_recipient() {
     let (port, inbox) = smtp_server().await;
-    let mailer = Email::new(&format!("smtp://127.0.0.1:{port}"), "UglyFox <uglyfox@example.com>").unwrap();
-    mailer.notify(&note(&["ops@example.com", "oncall@example.com"])).await.unwrap();
+    let mailer = Email::new(
+        &format!("smtp://127.0.0.1:{port}"),
+        "UglyFox <uglyfox@example.com>",
+    )
+    .unwrap();
+    mailer
+        .notify(&note(&["ops@example.com", "oncall@example.com"]))
+        .await
+        .unwrap();
     let mails = inbox.lock().unwrap();
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].to, ["ops@example.com", "oncall@example.com"]);
-    assert!(mails[0].from.contains("uglyfox@example.com"), "{:?}", mails[0]);
-    assert!(mails[0].data.contains("Subject: Gosling job `tick` failed after 2 attempt(s)"), "{}", mails[0].data);
-    assert!(mails[0].data.contains("The self-management job `tick` failed."), "{}", mails[0].data);
+    assert!(
+        mails[0].from.contains("uglyfox@example.com"),
+        "{:?}",
+        mails[0]
+    );
+    assert!(
+        mails[0]
+            .data
+            .contains("Subject: Gosling job `tick` failed after 2 attempt(s)"),
+        "{}",
+        mails[0].data
+    );
+    assert!(
+        mails[0]
+            .data
+            .contains("The self-management job `tick` failed."),
+        "{}",
+        mails[0].data
+    );
 }
 
 #[tokio::test]
@@ -136,7 +185,9 @@ async fn channels_route_mail_to_smtp_and_everything_to_the_webhook() {
     let (port, inbox) = smtp_server().await;
     let (url, seen) = hook_server(200).await;
     let both = Channels {
-        email: Some(Arc::new(Email::new(&format!("smtp://127.0.0.1:{port}"), "uglyfox@example.com").unwrap())),
+        email: Some(Arc::new(
+            Email::new(&format!("smtp://127.0.0.1:{port}"), "uglyfox@example.com").unwrap(),
+        )),
         webhook: Some(Arc::new(Webhook::new(&url).unwrap())),
     };
     both.notify(&note(&["ops@example.com"])).await.unwrap();
@@ -158,9 +209,17 @@ async fn metrics_and_health_are_served() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(uglyfox::server::serve(l, m, std::future::pending()));
-    let body = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let body = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(body.contains("uglyfox_passes_total 3"), "{body}");
-    assert!(body.contains("uglyfox_decisions_total{kind=\"demote\"} 1"), "{body}");
+    assert!(
+        body.contains("uglyfox_decisions_total{kind=\"demote\"} 1"),
+        "{body}"
+    );
     assert!(body.contains("uglyfox_pass_seconds "), "{body}");
     let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
     assert_eq!(health.status(), 200);
