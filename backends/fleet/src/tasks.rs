@@ -107,9 +107,29 @@ impl Task {
     }
 }
 
+/// The id of the runner made for task key `key` (a `gitlab_jobs` key, `pool:EGG:NONCE`,
+/// `manual:EGG:NONCE`) on its `attempt`-th try (1-based): `r-` and 16 hex digits of
+/// sha256(`key#attempt`). Deterministic, so a redelivered `DeployRunner` finds the runner it
+/// made, and UglyFox can tell which of its pool requests became runners.
+pub fn runner_id_for(key: &str, attempt: u32) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("{key}#{attempt}").as_bytes());
+    format!("r-{}", &gosling_state::hex(&h)[..16])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runner_ids_are_deterministic_per_key_and_attempt() {
+        let a = runner_id_for("pool:app:1a2b-0", 1);
+        assert_eq!(a, runner_id_for("pool:app:1a2b-0", 1));
+        assert_ne!(a, runner_id_for("pool:app:1a2b-0", 2));
+        assert_ne!(a, runner_id_for("pool:app:1a2b-1", 1));
+        assert_eq!(a.len(), 18);
+        assert!(a.starts_with("r-"));
+    }
 
     #[test]
     fn tasks_round_trip_through_messages() {

@@ -17,6 +17,7 @@ use crate::policy;
 use crate::snapshot::{Ledger, Request, Snapshot};
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use fly_ir::{Action, Deployment, Egg, Metric, Metrics, RunnerKind, RunnerStateOrPool};
+use gosling_fleet::tasks::runner_id_for;
 use gosling_fleet::{state_of, RunnerState, TerminationPolicy};
 use gosling_state::Runner;
 use serde::Serialize;
@@ -1084,7 +1085,8 @@ fn balance(
         .get(name)
         .map(|c| c.runners.clone())
         .unwrap_or_default();
-    // Requests still on their way: not timed out, not yet a runner.
+    // Requests still on their way: not timed out, not yet a runner (MotherGoose names the
+    // runner of a request `runner_id_for(key, 1)`; a runner listing the key counts too).
     let seen_keys: HashSet<&str> = runners
         .iter()
         .flat_map(|&i| {
@@ -1095,6 +1097,7 @@ fn balance(
                 .chain(r.metadata.get("request").and_then(|v| v.as_str()))
         })
         .collect();
+    let ids: HashSet<&str> = runners.iter().map(|&i| p.runner(i).id.as_str()).collect();
     let timeout = delta(p.cfg.request_timeout);
     let mut requests: Vec<Request> = p
         .snap
@@ -1106,6 +1109,7 @@ fn balance(
         q.at.checked_add_signed(timeout).is_none_or(|end| end > now)
             && q.at <= now
             && !seen_keys.contains(q.key.as_str())
+            && !ids.contains(runner_id_for(&q.key, 1).as_str())
     });
     let c = &p.counts[name];
     let coming = c.provisioning + requests.len() as u32;

@@ -84,6 +84,13 @@ async fn a_silent_local_runner_is_listed_then_terminated_and_its_process_is_gone
     };
     let handle = provider.create(&spec).await.unwrap();
     let pid: u32 = handle.id.parse().unwrap();
+    // Until the child has exec'd, its command line is still the test's.
+    for _ in 0..100 {
+        if process_runs(pid, "r-e2e") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(process_runs(pid, "r-e2e"));
     let mut r = Runner::new("r-e2e", "app", "vm", "aws", "eu-west-1", now - D::hours(1));
     r.state = "idle".into();

@@ -445,3 +445,32 @@ async fn an_egg_with_pending_jobs_is_never_scaled_to_zero() {
     assert_eq!((d.kind, d.guard), (Kind::Hold, Some(Guard::PendingJobs)));
     assert_eq!(w.get("only").await.pool.as_deref(), Some("apex"));
 }
+
+#[tokio::test]
+async fn a_request_that_became_a_runner_is_not_counted_twice() {
+    let w = World::new().await;
+    let mut ir = nest();
+    ir.uglyfox.as_mut().unwrap().apex.min_count = 2;
+    w.deploy(&ir).await;
+    let (p, n) = setup();
+    let fox = w.fox(p, n);
+    let (plan, _) = fox.pass(Some(&ir)).await.unwrap();
+    let keys: Vec<String> = plan
+        .of(Kind::Request)
+        .filter(|d| d.egg == "app")
+        .map(|d| d.key.clone().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2);
+    // MotherGoose made the first request's runner (its id follows from the key).
+    let id = gosling_fleet::tasks::runner_id_for(&keys[0], 1);
+    w.runner(&id, "app", S::Provisioning, D::zero(), |r| r.pool = None)
+        .await;
+    w.clock.advance(D::minutes(1));
+    let (plan, _) = fox.pass(Some(&ir)).await.unwrap();
+    let app = plan.pools.iter().find(|p| p.egg == "app").unwrap();
+    assert_eq!(
+        app.coming, 2,
+        "one provisioning + one request on its way: {app:?}"
+    );
+    assert_eq!(plan.of(Kind::Request).filter(|d| d.egg == "app").count(), 0);
+}
