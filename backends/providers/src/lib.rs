@@ -76,7 +76,5 @@ pub fn short_hash(s: &str) -> String {
 
 /// A Yandex Cloud label value or resource name part: lower case, `[-_a-z0-9]`.
 pub fn yandex_label(s: &str) -> String {
-    let lower = s.to_ascii_lowercase();
-    let v = safe_name(&lower, 63).to_ascii_lowercase();
-    v
+    safe_name(&s.to_ascii_lowercase(), 63).to_ascii_lowercase()
 }

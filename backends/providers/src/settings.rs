@@ -466,3 +466,95 @@ pub fn egg_image_id(egg: &fly_ir::Egg) -> Option<String> {
 pub fn egg_security_group_id(egg: &fly_ir::Egg) -> Option<String> {
     egg.cloud.security_group_id.clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const FILE: &str = r#"
+[gosling_binary]
+url = "https://example.com/gosling"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+
+[aws]
+region = "eu-west-1"
+subnets = ["subnet-1"]
+ami = "ami-1"
+"#;
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("providers.toml");
+        std::fs::write(&path, FILE).unwrap();
+        let env: HashMap<&str, &str> = [
+            ("GOSLING_AWS_SUBNETS", "subnet-2, subnet-3"),
+            ("GOSLING_AWS_ECS_CLUSTER", "gosling"),
+            ("GOSLING_AWS_RUNNER_IMAGE", "runner:1"),
+            ("GOSLING_YC_FOLDER_ID", "b1g"),
+        ]
+        .into();
+        let s = ProviderSettings::load(Some(&path), |k| env.get(k).map(|v| v.to_string())).unwrap();
+        let a = s.aws_settings().unwrap();
+        assert_eq!(a.subnets, ["subnet-2", "subnet-3"]);
+        assert_eq!(a.ami.as_deref(), Some("ami-1"));
+        assert_eq!(a.min_disk_gb, 10);
+        assert!(a.gosling_binary.is_some());
+        let y = s.yandex_settings().unwrap();
+        assert_eq!(y.folder_id.as_deref(), Some("b1g"));
+        assert_eq!(y.endpoints, YandexEndpoints::default());
+        assert_eq!(y.disk_type, "network-ssd");
+    }
+
+    #[test]
+    fn only_the_configured_providers_are_built() {
+        let s = ProviderSettings::from_toml(FILE, Path::new("p.toml")).unwrap();
+        let p = providers(&s).unwrap();
+        assert_eq!(p.by_key.keys().collect::<Vec<_>>(), ["aws/vm"]);
+        assert_eq!(p.by_key["aws/vm"].name(), "aws-ec2");
+
+        let mut s2 = s.clone();
+        s2.aws.as_mut().unwrap().runner_image = Some("runner:1".into());
+        assert!(matches!(providers(&s2), Err(SettingsError::Missing(m)) if m == "aws.ecs_cluster"));
+
+        let mut s3 = s.clone();
+        s3.gosling_binary = None;
+        assert!(matches!(providers(&s3), Err(SettingsError::Missing(_))));
+
+        assert!(providers(&ProviderSettings::default())
+            .unwrap()
+            .by_key
+            .is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_key_files_are_refused() {
+        let bad = ProviderSettings::from_toml(
+            "[aws]\nregion = \"x\"\nsubnet = \"s\"\n",
+            Path::new("p.toml"),
+        );
+        assert!(matches!(bad, Err(SettingsError::Parse { .. })));
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.json");
+        std::fs::write(
+            &key,
+            r#"{"id":"k","service_account_id":"sa","private_key":"nope"}"#,
+        )
+        .unwrap();
+        let s = ProviderSettings {
+            gosling_binary: Some(GoslingBinary {
+                url: "https://example.com/g".into(),
+                sha256: "0".repeat(64),
+            }),
+            yandex: Some(YandexSettings {
+                key_file: Some(key),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let err = providers(&s).unwrap_err();
+        assert!(matches!(err, SettingsError::Key(_)), "{err}");
+        assert!(!format!("{err}").contains("nope"));
+    }
+}

@@ -366,7 +366,7 @@ mod tests {
         let s = yandex_vm_size(3, 5000, 20, 10).unwrap();
         assert_eq!((s.cores, s.memory_bytes), (4, 8 * GIB));
         let s = yandex_vm_size(2, 600 * 1024, 20, 10).unwrap();
-        assert_eq!((s.cores, s.memory_bytes), (40, 640 * GIB));
+        assert_eq!((s.cores, s.memory_bytes), (40, 600 * GIB));
         let s = yandex_vm_size(96, 2048, 20, 10).unwrap();
         assert_eq!((s.cores, s.memory_bytes), (96, 96 * GIB));
         assert!(yandex_vm_size(2, 700 * 1024, 20, 10).is_err());

@@ -226,6 +226,12 @@ async fn fargate_runner_from_the_egg() {
     assert_eq!(sl.status(&h).await.unwrap(), MachineStatus::Gone);
     sl.terminate(&h).await.unwrap();
     sl.terminate(&h2).await.unwrap();
+    // A task that never existed: already gone.
+    let mut unknown = h.clone();
+    unknown.id =
+        "arn:aws:ecs:eu-west-1:123456789012:task/gosling/00000000000000000000000000000000".into();
+    sl.terminate(&unknown).await.unwrap();
+    assert_eq!(sl.status(&unknown).await.unwrap(), MachineStatus::Gone);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

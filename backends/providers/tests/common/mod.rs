@@ -135,7 +135,7 @@ pub async fn moto_settings(endpoint: &str) -> gosling_providers::ProviderSetting
     let subnet = ec2
         .create_subnet()
         .vpc_id(&vpc_id)
-        .cidr_block("10.0.1.0/24")
+        .cidr_block("10.0.0.0/17")
         .availability_zone("eu-west-1a")
         .send()
         .await
@@ -197,6 +197,8 @@ pub struct MotoProxy {
     pub refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// RunInstances forwarded (spot or on-demand) and whether each was spot.
     pub forwarded: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
+    /// Every request received.
+    pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl MotoProxy {
@@ -207,15 +209,16 @@ impl MotoProxy {
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let forwarded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (r, f) = (refused.clone(), forwarded.clone());
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (r, f, q) = (refused.clone(), forwarded.clone(), requests.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((conn, _)) = listener.accept().await else {
                     return;
                 };
-                let (r, f) = (r.clone(), f.clone());
+                let (r, f, q) = (r.clone(), f.clone(), q.clone());
                 tokio::spawn(async move {
-                    let _ = serve(conn, upstream_port, refuse, &r, &f).await;
+                    let _ = serve(conn, upstream_port, refuse, &r, &f, &q).await;
                 });
             }
         });
@@ -225,6 +228,7 @@ impl MotoProxy {
             refuse: usize,
             refused: &std::sync::atomic::AtomicUsize,
             forwarded: &std::sync::Mutex<Vec<bool>>,
+            requests: &std::sync::atomic::AtomicUsize,
         ) -> std::io::Result<()> {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             loop {
@@ -259,6 +263,7 @@ impl MotoProxy {
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
+                requests.fetch_add(1, Ordering::SeqCst);
                 let run = body.contains("Action=RunInstances");
                 let spot = body.contains("InstanceMarketOptions.MarketType=spot");
                 if run && spot && refused.load(Ordering::SeqCst) < refuse {
@@ -304,6 +309,7 @@ impl MotoProxy {
             endpoint,
             refused,
             forwarded,
+            requests,
         }
     }
 }
