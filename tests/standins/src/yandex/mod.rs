@@ -947,3 +947,42 @@ fn invoke(s: &mut State, id: &str, headers: &BTreeMap<String, String>, body: Val
         ok(json!({}))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn http(base: &str, request: &str) -> String {
+        let addr = base.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn every_call_needs_a_token_it_issued() {
+        let fake = FakeYandex::start();
+        let get = |auth: &str| {
+            http(
+                &fake.base,
+                &format!("GET /compute/v1/instances/fhm1 HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"),
+            )
+        };
+        assert!(get("").starts_with("HTTP/1.1 401"));
+        assert!(get("Authorization: Bearer made-up\r\n").starts_with("HTTP/1.1 401"));
+        let meta = http(
+            &fake.base,
+            "GET /computeMetadata/v1/instance/service-accounts/default/token HTTP/1.1\r\nHost: x\r\nMetadata-Flavor: Google\r\nConnection: close\r\n\r\n",
+        );
+        let body: Value = serde_json::from_str(meta.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        let token = body["access_token"].as_str().unwrap();
+        let answer = get(&format!("Authorization: Bearer {token}\r\n"));
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+        assert!(answer.contains("\"code\":5"));
+        assert_eq!(fake.requests().len(), 4);
+        assert!(fake.requests()[3].authorized);
+    }
+}

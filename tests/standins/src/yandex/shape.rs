@@ -570,3 +570,91 @@ pub fn deploy_revision(body: &Value) -> Check {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn instance() -> Value {
+        json!({
+            "folderId": "b1g",
+            "name": "r-0123",
+            "labels": { "egg": "builds" },
+            "zoneId": "ru-central1-a",
+            "platformId": "standard-v3",
+            "resourcesSpec": { "memory": "4294967296", "cores": "2", "coreFraction": "100" },
+            "metadata": { "user-data": "#cloud-config\n" },
+            "bootDiskSpec": { "autoDelete": true, "diskSpec": { "size": "21474836480", "imageId": "fd8" } },
+            "networkInterfaceSpecs": [{ "subnetId": "e9b", "primaryV4AddressSpec": { "oneToOneNatSpec": { "ipVersion": "IPV4" } } }],
+            "schedulingPolicy": { "preemptible": true },
+        })
+    }
+
+    #[test]
+    fn the_documented_instance_is_accepted_and_deviations_are_not() {
+        assert_eq!(create_instance(&instance()), Ok(()));
+        let refused = |f: &dyn Fn(&mut Value)| {
+            let mut v = instance();
+            f(&mut v);
+            create_instance(&v).expect_err("refused")
+        };
+        assert!(
+            refused(&|v| v["resourcesSpec"]["memory"] = json!(4294967296u64))
+                .contains("as a string")
+        );
+        assert!(
+            refused(&|v| v["resourcesSpec"]["cores"] = json!("3")).contains("not a standard-v3")
+        );
+        assert!(
+            refused(&|v| v["resourcesSpec"]["memory"] = json!("3000000000"))
+                .contains("whole number")
+        );
+        assert!(refused(&|v| v["name"] = json!("R_1")).contains("does not match"));
+        assert!(refused(&|v| v["labels"]["Egg"] = json!("x")).contains("labels key"));
+        assert!(
+            refused(&|v| v["schedulingPolicy"]["preemptible"] = json!("yes")).contains("boolean")
+        );
+        assert!(
+            refused(&|v| v["bootDiskSpec"]["diskSpec"]["size"] = json!("1024")).contains("outside")
+        );
+        assert!(refused(&|v| v["zone"] = json!("ru-central1-a")).contains("unknown field"));
+        assert!(refused(&|v| {
+            v.as_object_mut().unwrap().remove("networkInterfaceSpecs");
+        })
+        .contains("required"));
+    }
+
+    #[test]
+    fn revisions_follow_the_serverless_limits() {
+        let ok = json!({
+            "containerId": "bba",
+            "resources": { "memory": "1073741824", "cores": "1", "coreFraction": "100" },
+            "executionTimeout": "3600s",
+            "imageSpec": { "imageUrl": "cr.yandex/x", "command": { "command": ["gosling", "runner"] }, "environment": { "RUNNER_ID": "r-1" } },
+            "concurrency": "1",
+            "runtime": { "task": {} },
+        });
+        assert_eq!(deploy_revision(&ok), Ok(()));
+        let mut v = ok.clone();
+        v["executionTimeout"] = json!("3601s");
+        assert!(deploy_revision(&v).is_err());
+        let mut v = ok.clone();
+        v["executionTimeout"] = json!(600);
+        assert!(deploy_revision(&v).is_err());
+        let mut v = ok.clone();
+        v["resources"]["memory"] = json!("1000000000");
+        assert!(deploy_revision(&v).is_err());
+        let mut v = ok.clone();
+        v["resources"]["cores"] = json!("2");
+        v["resources"]["coreFraction"] = json!("50");
+        assert!(deploy_revision(&v).is_err());
+        let mut v = ok.clone();
+        v["runtime"] = json!({ "task": {}, "http": {} });
+        assert!(deploy_revision(&v).is_err());
+        let mut v = ok;
+        v["imageSpec"]["environment"]["1BAD"] = json!("x");
+        assert!(deploy_revision(&v).is_err());
+        assert!(create_container(&json!({ "folderId": "b1g", "name": "r_1" })).is_err());
+    }
+}
