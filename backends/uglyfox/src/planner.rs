@@ -650,8 +650,8 @@ impl<'a> Planner<'a> {
     }
 }
 
-/// Plans one pass. `ir` is the deployment in force (`None`: nothing is deployed, so only
-/// removals already under way are continued).
+/// Plans one pass. `ir` is the deployment in force (`None`: nothing is deployed — health is
+/// still checked and removals under way continue, but nothing is ended or created).
 pub fn plan(snap: &Snapshot, ir: Option<&Deployment>, cfg: &Config) -> Plan {
     let now = snap.now;
     let uf = ir.and_then(|d| d.uglyfox.as_ref());
@@ -1087,17 +1087,6 @@ fn balance(
         .unwrap_or_default();
     // Requests still on their way: not timed out, not yet a runner (MotherGoose names the
     // runner of a request `runner_id_for(key, 1)`; a runner listing the key counts too).
-    let seen_keys: HashSet<&str> = runners
-        .iter()
-        .flat_map(|&i| {
-            let r = p.runner(i);
-            r.jobs
-                .iter()
-                .map(String::as_str)
-                .chain(r.metadata.get("request").and_then(|v| v.as_str()))
-        })
-        .collect();
-    let ids: HashSet<&str> = runners.iter().map(|&i| p.runner(i).id.as_str()).collect();
     let timeout = delta(p.cfg.request_timeout);
     let mut requests: Vec<Request> = p
         .snap
@@ -1105,12 +1094,21 @@ fn balance(
         .get(name)
         .map(|l| l.item.requests.clone())
         .unwrap_or_default();
-    requests.retain(|q| {
-        q.at.checked_add_signed(timeout).is_none_or(|end| end > now)
-            && q.at <= now
-            && !seen_keys.contains(q.key.as_str())
-            && !ids.contains(runner_id_for(&q.key, 1).as_str())
-    });
+    if !requests.is_empty() {
+        let mut known: HashSet<&str> = HashSet::new();
+        for &i in &runners {
+            let r = p.runner(i);
+            known.insert(r.id.as_str());
+            known.extend(r.jobs.iter().map(String::as_str));
+            known.extend(r.metadata.get("request").and_then(|v| v.as_str()));
+        }
+        requests.retain(|q| {
+            q.at.checked_add_signed(timeout).is_none_or(|end| end > now)
+                && q.at <= now
+                && !known.contains(q.key.as_str())
+                && !known.contains(runner_id_for(&q.key, 1).as_str())
+        });
+    }
     let c = &p.counts[name];
     let coming = c.provisioning + requests.len() as u32;
     let busy = c.busy_apex;
@@ -1361,4 +1359,105 @@ fn balance(
         },
         requests,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn conditions_see_the_state_in_the_languages_words_and_the_pool() {
+        let now = at("2026-03-02T12:00:00Z");
+        let mut r = Runner::new("r", "app", "vm", "aws", "x", now - TimeDelta::hours(2));
+        r.pool = Some("apex".into());
+        let words = |r: &Runner| RunnerMetrics::of(r, now, None).states().to_vec();
+        r.state = "busy".into();
+        assert_eq!(
+            words(&r),
+            [RunnerStateOrPool::Active, RunnerStateOrPool::Apex]
+        );
+        r.state = "active".into();
+        assert_eq!(
+            words(&r),
+            [RunnerStateOrPool::Idle, RunnerStateOrPool::Apex]
+        );
+        r.pool = Some("nadir".into());
+        r.state = "idle".into();
+        assert_eq!(
+            words(&r),
+            [RunnerStateOrPool::Idle, RunnerStateOrPool::Nadir]
+        );
+        r.state = "failed".into();
+        assert_eq!(words(&r), [RunnerStateOrPool::Failed]);
+        r.ephemeral = true;
+        r.state = "busy".into();
+        assert_eq!(words(&r), [RunnerStateOrPool::Active], "not a pool runner");
+    }
+
+    #[test]
+    fn missing_metrics_are_missing_not_zero() {
+        let now = at("2026-03-02T12:00:00Z");
+        let mut r = Runner::new("r", "app", "vm", "aws", "x", now - TimeDelta::hours(2));
+        let m = RunnerMetrics::of(&r, now, None);
+        assert_eq!(m.number(Metric::Age), Some(7200.0));
+        assert_eq!(m.number(Metric::CpuUsage), None);
+        assert_eq!(m.number(Metric::LastHeartbeatAge), None);
+        assert_eq!(m.number(Metric::IdleTime), None, "provisioning: not up");
+        r.state = "idle".into();
+        r.state_since = Some(now - TimeDelta::minutes(10));
+        r.last_job_at = Some(now - TimeDelta::minutes(4));
+        r.last_heartbeat = Some(now - TimeDelta::seconds(5));
+        let s = crate::Sample {
+            cpu: 50.0,
+            memory: 1.0,
+            disk: 2.0,
+        };
+        let m = RunnerMetrics::of(&r, now, Some(&s));
+        assert_eq!(m.number(Metric::IdleTime), Some(240.0));
+        assert_eq!(m.number(Metric::CpuUsage), Some(50.0));
+        assert_eq!(m.number(Metric::LastHeartbeatAge), Some(5.0));
+    }
+
+    #[test]
+    fn request_keys_follow_from_the_pass_time() {
+        let now = at("2026-03-02T12:00:00Z");
+        assert_eq!(request_key("app", now, 0), request_key("app", now, 0));
+        assert_ne!(request_key("app", now, 0), request_key("app", now, 1));
+        assert!(request_key("app", now, 3).starts_with("pool:app:"));
+    }
+
+    #[test]
+    fn without_a_deployment_only_removals_under_way_continue() {
+        let now = at("2026-03-02T12:00:00Z");
+        let mut s = Snapshot::empty(now);
+        let mut stuck = Runner::new("t", "app", "vm", "aws", "x", now - TimeDelta::hours(1));
+        stuck.state = "terminating".into();
+        stuck.state_since = Some(now - TimeDelta::hours(1));
+        let mut silent = Runner::new("s", "app", "vm", "aws", "x", now - TimeDelta::days(9));
+        silent.state = "idle".into();
+        for r in [stuck, silent] {
+            s.runners.push(gosling_state::Versioned {
+                item: r,
+                version: 1,
+            });
+        }
+        let p = plan(&s, None, &Config::default());
+        let kinds: Vec<_> = p
+            .decisions
+            .iter()
+            .map(|d| (d.kind, d.runner.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (Kind::Remove, Some("t".into())),
+                (Kind::MarkFailed, Some("s".into()))
+            ]
+        );
+        assert!(!p.policy);
+    }
 }
