@@ -362,6 +362,20 @@ impl Applier {
                     .terminations_forced
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::error!("runner {id}: removal forced after the last attempt; its machine may still exist");
+                let n = Notification {
+                    subject: format!("UglyFox: removing runner {id} failed, record closed"),
+                    body: format!(
+                        "Removing the machine of runner {id} failed {} times; its record was \
+                         closed anyway. The machine may still exist: check the cloud console.\n",
+                        self.lifecycle.policy.max_attempts
+                    ),
+                    recipients: self.alert_to.clone(),
+                    details: json!({ "runner": id, "alert": "terminate_forced" }),
+                };
+                if let Err(e) = self.notifier.notify(&n).await {
+                    tracing::warn!("alerting about runner {id}: {e}");
+                    self.metrics.notify_failures.fetch_add(1, Ordering::Relaxed);
+                }
             }
             _ => {}
         }

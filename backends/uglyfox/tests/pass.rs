@@ -333,7 +333,9 @@ async fn removals_that_fail_are_retried_with_backoff_then_forced() {
     w.deploy(&ir).await;
     let p = Arc::new(FakeProvider::default());
     p.fail.store(100, Ordering::SeqCst);
-    let fox = w.fox(p.clone(), Arc::new(Recorder::default()));
+    let told = Arc::new(Recorder::default());
+    let mut fox = w.fox(p.clone(), told.clone());
+    fox.applier.alert_to = vec!["ops@example.com".into()];
     w.runner("r-f", "app", S::Failed, D::hours(1), |r| {
         r.failure_count = 3
     })
@@ -374,6 +376,13 @@ async fn removals_that_fail_are_retried_with_backoff_then_forced() {
             .terminations_forced
             .load(Ordering::Relaxed),
         1
+    );
+    let alerts = told.sent.lock().unwrap().clone();
+    assert_eq!(alerts.len(), 1, "operators are alerted");
+    assert!(
+        alerts[0].body.contains("may still exist"),
+        "{}",
+        alerts[0].body
     );
     // With a provider that recovers after 1 failure, the retry succeeds.
     let p2 = Arc::new(FakeProvider::default());
