@@ -483,3 +483,30 @@ async fn a_request_that_became_a_runner_is_not_counted_twice() {
     );
     assert_eq!(plan.of(Kind::Request).filter(|d| d.egg == "app").count(), 0);
 }
+
+#[test]
+fn apex_follows_the_working_day() {
+    // A scale window: 3 warm runners 08:00-19:00 on weekdays (Moscow time), none otherwise.
+    let mut ir = nest();
+    let uf = ir.uglyfox.as_mut().unwrap();
+    uf.apex.min_count = 0;
+    uf.apex.scale = vec![fly_ir::ScaleWindow {
+        name: "office".into(),
+        from: fly_ir::Schedule::parse("0 8 * * 1-5").unwrap(),
+        to: fly_ir::Schedule::parse("0 19 * * 1-5").unwrap(),
+        timezone: "Europe/Moscow".into(),
+        min_count: 3,
+    }];
+    let requests_at = |t| {
+        let p = uglyfox::plan(
+            &uglyfox::Snapshot::empty(t),
+            Some(&ir),
+            &uglyfox::Config::default(),
+        );
+        p.of(Kind::Request).filter(|d| d.egg == "app").count()
+    };
+    // Monday 09:00 Moscow = 06:00 UTC; 20:00 Moscow = 17:00 UTC; Saturday noon.
+    assert_eq!(requests_at(t0() + D::hours(6)), 3);
+    assert_eq!(requests_at(t0() + D::hours(17)), 0);
+    assert_eq!(requests_at(t0() + D::days(5) + D::hours(9)), 0);
+}
