@@ -4,6 +4,7 @@
 //! [`yandex::FakeYandex`] (Yandex Cloud's IAM, Compute, Serverless Containers and operations).
 #![warn(missing_docs)]
 
+pub mod fake_tofu;
 pub mod moto;
 pub mod yandex;
 
