@@ -1,1 +1,25 @@
-//! OpenTofu for runners: configurations rendered from templates, a tofu runner with stored plans, and binary management.
+//! OpenTofu for runners: configurations rendered from templates, a tofu runner with
+//! stored plans, and binary management.
+#![warn(missing_docs)]
+
+pub mod binary;
+pub mod cache;
+pub mod cli;
+pub mod error;
+pub mod hcl;
+pub mod plans;
+pub mod provider;
+pub mod render;
+pub mod runner;
+pub mod workspace;
+
+pub use binary::{Auth, BinaryError, Platform, Source, UpdateReport, Updater};
+pub use cli::Tofu;
+pub use error::{TofuError, Verdict};
+pub use plans::{Action, PlanStore};
+pub use provider::TofuProvider;
+pub use render::{
+    render, render_tofurc, BackendSettings, RenderError, RenderOptions, Rendered, TofuSettings,
+};
+pub use runner::{RunnerConfig, TofuRunner};
+pub use workspace::{ConfigBundle, Workspace};
