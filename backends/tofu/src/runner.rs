@@ -176,7 +176,9 @@ impl TofuRunner {
             .cache
             .restore(&ws, &bundle.requirements, bundle.lock.as_deref())
             .await?;
-        changed |= self.tofurc(&ws, bundle, &restored.mirror_dir).await?;
+        // The CLI configuration only matters to `init`'s provider installation: a new
+        // mirror path alone is no reason to run it again.
+        self.tofurc(&ws, bundle, &restored.mirror_dir).await?;
         changed |= ws.lock() != before;
         if changed || !ws.initialised() {
             self.init(&ws, bundle, &restored).await?;
@@ -192,6 +194,7 @@ impl TofuRunner {
         restored: &Restored,
     ) -> Result<(), TofuError> {
         let readonly = restored.lock.is_some();
+        let mut restored = restored.clone();
         match self.tofu.init(&ws.dir, readonly).await {
             Ok(()) => {}
             // Restored plugins that fail OpenTofu's checksum check are dropped, once.
@@ -200,12 +203,14 @@ impl TofuRunner {
                 if let Some(lock) = &restored.lock {
                     self.cache.invalidate(lock).await?;
                 }
-                self.tofurc(ws, bundle, &self.cache.no_mirror()?).await?;
+                restored.plugins = false;
+                restored.mirror_dir = self.cache.no_mirror()?;
+                self.tofurc(ws, bundle, &restored.mirror_dir).await?;
                 self.tofu.init(&ws.dir, readonly).await?;
             }
             Err(e) => return Err(e),
         }
-        if let Err(e) = self.cache.save(ws, &bundle.requirements, restored).await {
+        if let Err(e) = self.cache.save(ws, &bundle.requirements, &restored).await {
             // The cache only saves time: a failure to fill it fails nothing.
             tracing::warn!(error = %e, "could not store provider plugins in the cache");
         }

@@ -82,7 +82,7 @@ fn yandex_vm_snapshot() {
     .unwrap();
     let body = parse(&r.files);
     no_secret(&r.files);
-    assert!(r.user_data.as_ref().unwrap().len() > 0);
+    assert!(!r.user_data.as_ref().unwrap().is_empty());
     let vm = &block(&body, "resource", &["yandex_compute_instance", "runner"]).body;
     assert_eq!(string(vm, "zone"), "ru-central1-a");
     assert_eq!(object(vm, "labels")["egg"], "my-app");

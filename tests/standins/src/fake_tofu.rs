@@ -26,8 +26,8 @@
 //! its whole environment, its working directory, the files in it (relative paths,
 //! recursively) and what it did (`events`). `FAKE_TOFU_HOME/control.json` can make a
 //! command fail: `{"fail": {"apply": {"message": "…", "times": 1, "when_config_contains":
-//! "…"}}}` (`times` absent: every time). The state of each backend `key` is in
-//! `FAKE_TOFU_HOME/states/`.
+//! "…"}}}` (`times` absent: every time), or wait first: `{"sleep": {"plan": 5}}`. The
+//! state of each backend `key` is in `FAKE_TOFU_HOME/states/`.
 
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -140,6 +140,13 @@ impl FakeTofu {
             rule["when_config_contains"] = json!(c);
         }
         control["fail"][command] = rule;
+        write_json(&self.home.join("control.json"), &control);
+    }
+
+    /// Makes `command` wait `seconds` before it does anything (a hung cloud API).
+    pub fn sleep(&self, command: &str, seconds: f64) {
+        let mut control = read_json(&self.home.join("control.json"));
+        control["sleep"][command] = json!(seconds);
         write_json(&self.home.join("control.json"), &control);
     }
 
@@ -449,6 +456,10 @@ impl Run {
     fn check_fail(&mut self, command: &str) -> Result<(), Fail> {
         let path = self.home.join("control.json");
         let mut control = read_json(&path);
+        if let Some(secs) = control["sleep"][command].as_f64() {
+            self.events.push(format!("slept before {command}"));
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs.clamp(0.0, 600.0)));
+        }
         let Some(rule) = control["fail"].get(command).cloned() else {
             return Ok(());
         };
