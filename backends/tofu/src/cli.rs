@@ -360,9 +360,11 @@ impl Tofu {
             .to_string())
     }
 
-    /// `tofu init` (with `-lockfile=readonly` when the lock file must not change).
+    /// `tofu init -reconfigure` (the backend settings are the rendered ones, never migrated
+    /// from an earlier configuration), with `-lockfile=readonly` when the lock file must
+    /// not change.
     pub async fn init(&self, dir: &Path, lock_readonly: bool) -> Result<(), TofuError> {
-        let mut a = args(&["init", "-input=false", "-no-color"]);
+        let mut a = args(&["init", "-input=false", "-no-color", "-reconfigure"]);
         if lock_readonly {
             a.push("-lockfile=readonly".into());
         }
