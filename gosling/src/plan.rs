@@ -258,6 +258,7 @@ pub fn compute(
         eggs: Vec::new(),
         jobs: Vec::new(),
         uglyfox: None,
+        rifts: Vec::new(),
         source_map: BTreeMap::new(),
     };
     let old = old.unwrap_or(&empty);

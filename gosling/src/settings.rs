@@ -84,16 +84,7 @@ pub struct Settings {
 }
 
 /// `$XDG_CONFIG_HOME/gosling` or `~/.config/gosling`.
-pub fn config_dir() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
-        return PathBuf::from(x).join("gosling");
-    }
-    let home = std::env::var_os("HOME")
-        .or_else(|| std::env::var_os("USERPROFILE"))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".config").join("gosling")
-}
+pub use gosling_state::config_dir;
 
 /// Reads the config file: `explicit` must exist; the default one may be missing.
 pub fn read_config(explicit: Option<&Path>) -> Result<ConfigFile, SettingsError> {
@@ -137,7 +128,7 @@ impl Settings {
             state_key_file: given
                 .state_key_file
                 .or(file.state_key_file)
-                .unwrap_or_else(|| config_dir().join("state.key")),
+                .unwrap_or_else(gosling_state::default_key_file),
             state_key: nonempty(given.state_key).map(SecretString::new),
         }
     }

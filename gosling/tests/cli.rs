@@ -494,12 +494,9 @@ fn deploy_registers_webhooks_through_the_binary() {
     );
 }
 
-#[path = "../../backends/state/tests/support/mod.rs"]
-mod support;
-
 #[test]
 fn deploy_status_rollback_on_dynamodb_and_s3() {
-    let moto = support::Moto::start();
+    let moto = gosling_standins::Moto::start();
     let state = format!(
         "dynamodb://gosling?endpoint={}&region=us-east-1",
         moto.endpoint
@@ -515,7 +512,7 @@ fn deploy_status_rollback_on_dynamodb_and_s3() {
     rt.block_on(async {
         let opts = gosling_state::OpenOptions {
             read_only: false,
-            credentials: Some(support::Moto::credentials()),
+            credentials: Some(gosling_standins::Moto::credentials()),
         };
         let s3 = gosling_state::open_s3(&objects, &opts)
             .await

@@ -85,24 +85,25 @@ impl RunnerKeys {
         mac.finalize().into_bytes().to_vec()
     }
 
-    /// The credential of `runner_id` at `epoch`.
+    /// The credential of `runner_id` at `epoch`: `gsr1.<runner id>.<mac>` (the id in it only
+    /// says whom the credential claims to be; the MAC proves it).
     pub fn credential(&self, runner_id: &str, epoch: u32) -> SecretString {
         SecretString::new(format!(
-            "{PREFIX}{}",
+            "{PREFIX}{runner_id}.{}",
             B64URL.encode(self.mac(runner_id, epoch))
         ))
     }
 
     /// Whether `presented` is `runner_id`'s credential at `epoch` (constant time).
     pub fn verify(&self, runner_id: &str, epoch: u32, presented: &str) -> bool {
-        let Some(b64) = presented.strip_prefix(PREFIX) else {
+        let Some((claimed, b64)) = split(presented) else {
             return false;
         };
         let Ok(bytes) = B64URL.decode(b64) else {
             return false;
         };
         let expected = self.mac(runner_id, epoch);
-        bytes.len() == expected.len() && bool::from(bytes.ct_eq(&expected))
+        claimed == runner_id && bytes.len() == expected.len() && bool::from(bytes.ct_eq(&expected))
     }
 
     /// A secret derived for `purpose` and `subject` (e.g. a runner's Rift S3 secret key).
@@ -113,6 +114,16 @@ impl RunnerKeys {
         mac.update(subject.as_bytes());
         SecretString::new(B64URL.encode(mac.finalize().into_bytes()))
     }
+}
+
+/// The runner a credential claims to be (unverified: check it with
+/// [`RunnerKeys::verify`]).
+pub fn claimed_runner(presented: &str) -> Option<&str> {
+    split(presented).map(|(id, _)| id)
+}
+
+fn split(presented: &str) -> Option<(&str, &str)> {
+    presented.strip_prefix(PREFIX)?.rsplit_once('.')
 }
 
 /// A random 256-bit token with a readable prefix (`gsa_…` admin, `gsk_…` Rift).
@@ -211,7 +222,10 @@ mod tests {
         assert!(keys.verify("r-1", 0, c.expose()));
         assert!(!keys.verify("r-2", 0, c.expose()), "another runner");
         assert!(!keys.verify("r-1", 1, c.expose()), "a revoked epoch");
-        assert!(!keys.verify("r-1", 0, "gsr1.AAAA"));
+        assert!(!keys.verify("r-1", 0, "gsr1.r-1.AAAA"));
+        assert_eq!(claimed_runner(c.expose()), Some("r-1"));
+        let forged = c.expose().replace("gsr1.r-1.", "gsr1.r-2.");
+        assert!(!keys.verify("r-2", 0, &forged), "the id is bound into the MAC");
         assert!(!keys.verify("r-1", 0, ""));
         let other = RunnerKeys::from_bytes(b"another key of thirty-two bytes!");
         assert!(

@@ -168,7 +168,12 @@ impl Worker {
         self.commits += 1;
         let purge = self.commits % 1024 == 1;
         let path = self.path.display().to_string();
-        let tx = match self.conn.transaction() {
+        // IMMEDIATE: take the write lock at the start (waiting on other processes through
+        // the busy timeout) rather than failing when a read has to become a write.
+        let tx = match self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        {
             Ok(tx) => tx,
             Err(e) => {
                 let msg = e.to_string();

@@ -23,9 +23,14 @@ const MAX_WAIT_S: u64 = 20;
 const MAX_DELAY_S: u64 = 900;
 const MAX_VISIBILITY_S: u64 = 43_200;
 
+/// Most SQS calls in flight at once (a burst of webhooks waits here instead of opening a
+/// connection each).
+const IN_FLIGHT: usize = 64;
+
 /// An SQS queue and its dead-letter queue.
 pub struct SqsQueue {
     client: Client,
+    slots: tokio::sync::Semaphore,
     name: String,
     url: String,
     dead_url: String,
@@ -94,6 +99,7 @@ impl SqsQueue {
         let url = create(&client, name, fifo).await?;
         Ok(SqsQueue {
             client,
+            slots: tokio::sync::Semaphore::new(IN_FLIGHT),
             name: name.to_string(),
             url,
             dead_url,
@@ -130,6 +136,7 @@ impl SqsQueue {
         dedup: Option<&str>,
         delay: Duration,
     ) -> Result<String> {
+        let _slot = self.slots.acquire().await;
         let mut req = self.client.send_message().queue_url(url).message_body(body);
         if self.fifo {
             // One group per message: FIFO here is for deduplication, not ordering.

@@ -21,6 +21,24 @@ pub const KEY_FILE_ENV: &str = "GOSLING_STATE_KEY_FILE";
 
 const PREFIX: &str = "aes256gcm:v1:";
 
+/// Where the state key file is by default: `$XDG_CONFIG_HOME/gosling/state.key`, else
+/// `~/.config/gosling/state.key` (what `gosling` creates and the executors read).
+pub fn default_key_file() -> PathBuf {
+    config_dir().join("state.key")
+}
+
+/// `$XDG_CONFIG_HOME/gosling`, else `~/.config/gosling`.
+pub fn config_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("gosling");
+    }
+    let home = std::env::var_os("HOME")
+        .or_else(|| std::env::var_os("USERPROFILE"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".config").join("gosling")
+}
+
 /// An encrypted value as stored: `aes256gcm:v1:` + base64(nonce ‖ ciphertext ‖ tag).
 /// Only a [`Cipher`] makes or opens one; the plaintext never reaches a store.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -247,6 +247,9 @@ pub struct Runner {
     /// A self-management job it runs instead of GitLab jobs (`gosling runner --job`).
     #[serde(default)]
     pub self_job: Option<String>,
+    /// The `gitlab_jobs` counted against its capacity: given to it and not finished yet.
+    #[serde(default)]
+    pub open_jobs: Vec<String>,
 }
 
 impl Runner {
@@ -286,6 +289,7 @@ impl Runner {
             config_hash: String::new(),
             termination_attempts: 0,
             self_job: None,
+            open_jobs: Vec::new(),
         }
     }
 }

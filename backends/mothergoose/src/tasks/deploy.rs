@@ -1,0 +1,495 @@
+//! `deploy_runner`: give a GitLab job its runner, or make a pool runner.
+//!
+//! Exactly once: the runner's id is derived from the job's record and its attempt, and the
+//! runner record is created conditionally in the same transaction that points the job's
+//! record at it — a second delivery of the task finds the runner and resumes its
+//! provisioning instead of making another. Every provisioning step is idempotent too: the
+//! GitLab registration is stored before the machine is made, and providers create
+//! machines idempotently by runner id.
+
+use super::{enqueue, TaskError};
+use crate::app::App;
+use fly_ir::{Egg, RunnerKind};
+use gosling_fleet::{
+    state_of, Also, Bootstrap, Edit, ProviderError, RunnerSpec, RunnerState, Task,
+};
+use gosling_state::{to_doc, Expect, GitLabJob, Runner, Table, Versioned};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Runners made for one job before it is given up.
+pub const MAX_ATTEMPTS: u32 = 3;
+/// How long a job waits before its egg is asked again for room.
+const CAPACITY_WAIT: Duration = Duration::from_secs(15);
+
+/// The id of the runner made for `key` at `attempt`: the same inputs always give the same
+/// id (which is what makes a redelivered task find the runner it made).
+pub fn runner_id_for(key: &str, attempt: u32) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("{key}#{attempt}").as_bytes());
+    format!("r-{}", &gosling_state::hex(&h)[..16])
+}
+
+/// Runs `deploy_runner` for a job record key, or `pool:EGG:NONCE` / `manual:EGG:NONCE`.
+pub async fn deploy_runner(app: &App, key: &str) -> Result<(), TaskError> {
+    match key.split_once(':') {
+        Some(("pool" | "manual", rest)) => {
+            let egg = rest.split_once(':').map_or(rest, |(e, _)| e);
+            pool_runner(app, key, egg).await
+        }
+        _ => job_runner(app, key).await,
+    }
+}
+
+fn current_egg(app: &App, name: &str) -> Option<Egg> {
+    app.deployed.current().and_then(|d| d.egg(name).cloned())
+}
+
+/// The live runners of an egg (everything but terminated).
+async fn live_runners(app: &App, egg: &str) -> Result<Vec<Versioned<Runner>>, TaskError> {
+    Ok(app
+        .store
+        .runners_by_egg(egg)
+        .await?
+        .into_iter()
+        .filter(|r| state_of(&r.item) != RunnerState::Terminated)
+        .collect())
+}
+
+async fn job_runner(app: &App, key: &str) -> Result<(), TaskError> {
+    let Some(job) = app.store.gitlab_job(key).await? else {
+        return Err(TaskError::Permanent(format!("no record of job {key}")));
+    };
+    if matches!(
+        job.item.status.as_str(),
+        "finished" | "unmatched" | "failed"
+    ) {
+        return Ok(());
+    }
+    if let Some(id) = &job.item.runner_id {
+        if let Some(r) = app.store.runner(id).await? {
+            match state_of(&r.item) {
+                RunnerState::Provisioning => return provision(app, id).await,
+                RunnerState::Terminated | RunnerState::Failed => {}
+                _ => return Ok(()),
+            }
+        }
+        if job.item.status != "pending" {
+            // Its runner died before the job started: give it another (the reconciler
+            // re-queues such jobs after checking that GitLab still has them pending).
+            return Ok(());
+        }
+    }
+    let Some(egg_name) = job.item.egg_name.clone() else {
+        return Err(TaskError::Permanent(format!("job {key} has no egg")));
+    };
+    let Some(egg) = current_egg(app, &egg_name) else {
+        give_up(
+            app,
+            &job,
+            &format!("egg `{egg_name}` is no longer deployed"),
+        )
+        .await?;
+        return Ok(());
+    };
+    if egg.kind == RunnerKind::Vm && assign_to_ready(app, &job, &egg).await? {
+        return Ok(());
+    }
+    if live_runners(app, &egg.name).await?.len() >= egg.runner.max_runners as usize {
+        app.metrics.inc("mothergoose_runners_total", "waiting");
+        return Err(TaskError::Later(CAPACITY_WAIT));
+    }
+    let attempt = job.item.attempts + 1;
+    if attempt > MAX_ATTEMPTS {
+        give_up(app, &job, "no runner could be made for it").await?;
+        return Ok(());
+    }
+    let id = runner_id_for(key, attempt);
+    let mut runner = new_runner(app, &id, &egg, egg.kind == RunnerKind::Serverless);
+    runner.jobs = vec![key.to_string()];
+    runner.open_jobs = vec![key.to_string()];
+    let mut claimed = job.item.clone();
+    claimed.status = "provisioning".into();
+    claimed.runner_id = Some(id.clone());
+    claimed.attempts = attempt;
+    claimed.updated_at = app.clock.now();
+    let also = Also {
+        table: Table::GitLabJobs,
+        doc: to_doc(Table::GitLabJobs, &claimed)?,
+        expect: Expect::Version(job.version),
+    };
+    match app
+        .fleet
+        .create(
+            &runner,
+            json!({ "job": key, "egg": egg.name, "attempt": attempt }),
+            vec![also],
+        )
+        .await
+    {
+        Ok(()) => app.metrics.inc("mothergoose_runners_total", "created"),
+        Err(gosling_fleet::FleetError::State(gosling_state::StateError::Conflict { .. })) => {
+            // Someone else moved first: start over on what they wrote.
+            return Err(TaskError::retry(format!("job {key} changed meanwhile")));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    provision(app, &id).await
+}
+
+/// A new runner record for `egg`, provisioning.
+pub fn new_runner(app: &App, id: &str, egg: &Egg, ephemeral: bool) -> Runner {
+    let provider = match egg.cloud.provider {
+        fly_ir::Provider::Yandex => "yandex",
+        fly_ir::Provider::Aws => "aws",
+    };
+    let kind = match egg.kind {
+        RunnerKind::Vm => "vm",
+        RunnerKind::Serverless => "serverless",
+    };
+    let mut r = Runner::new(
+        id,
+        &egg.name,
+        kind,
+        provider,
+        &egg.cloud.region,
+        app.clock.now(),
+    );
+    r.ephemeral = ephemeral;
+    r.gitlab_url = Some(egg.gitlab.url.clone());
+    r.config_hash = egg.config_hash.clone();
+    r.metadata = json!({ "token_secret": egg.gitlab.token_secret });
+    r
+}
+
+/// Gives the job to a ready pool runner of the egg that has room, if there is one
+/// (promoting a Nadir runner when no Apex runner has room — Property 15).
+async fn assign_to_ready(
+    app: &App,
+    job: &Versioned<GitLabJob>,
+    egg: &Egg,
+) -> Result<bool, TaskError> {
+    let mut runners = live_runners(app, &egg.name).await?;
+    // Apex first, then Nadir (promoted on the way), fewest open jobs first.
+    runners.sort_by_key(|r| {
+        (
+            r.item.pool.as_deref() == Some("nadir"),
+            r.item.open_jobs.len(),
+        )
+    });
+    for r in runners {
+        let usable = !r.item.ephemeral
+            && r.item.self_job.is_none()
+            && matches!(
+                state_of(&r.item),
+                RunnerState::Active
+                    | RunnerState::Idle
+                    | RunnerState::Busy
+                    | RunnerState::Provisioning
+            )
+            && r.item.open_jobs.len() < egg.runner.concurrent as usize;
+        if !usable {
+            continue;
+        }
+        let key = job.item.id.clone();
+        let mut claimed = job.item.clone();
+        claimed.status = "assigned".into();
+        claimed.runner_id = Some(r.item.id.clone());
+        claimed.updated_at = app.clock.now();
+        let mut runner = r.item.clone();
+        let promoted = runner.pool.as_deref() == Some("nadir");
+        if promoted {
+            runner.pool = Some("apex".into());
+            runner.instruction = Some("resume".into());
+        }
+        runner.open_jobs.push(key.clone());
+        runner.jobs.push(key.clone());
+        runner.updated_at = app.clock.now();
+        let audit = app.fleet.audit(
+            if promoted {
+                "promote_to_apex"
+            } else {
+                "assign"
+            },
+            &runner.id,
+            json!({ "job": key, "reason": "a job is waiting" }),
+        );
+        let writes = vec![
+            gosling_state::Write::Put {
+                table: Table::Runners,
+                doc: gosling_fleet::runners::runner_doc(&runner)?,
+                expect: Expect::Version(r.version),
+            },
+            gosling_state::Write::Put {
+                table: Table::GitLabJobs,
+                doc: to_doc(Table::GitLabJobs, &claimed)?,
+                expect: Expect::Version(job.version),
+            },
+            gosling_fleet::runners::audit_write(&audit)?,
+        ];
+        match app.store.transact(writes).await {
+            Ok(()) => {
+                app.metrics.inc("mothergoose_runners_total", "assigned");
+                return Ok(true);
+            }
+            Err(gosling_state::StateError::Conflict { .. }) => {
+                return Err(TaskError::retry(format!(
+                    "job {key} or runner {} changed meanwhile",
+                    runner.id
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(false)
+}
+
+async fn give_up(app: &App, job: &Versioned<GitLabJob>, reason: &str) -> Result<(), TaskError> {
+    let mut j = job.item.clone();
+    j.status = "failed".into();
+    j.reason = Some(reason.to_string());
+    j.updated_at = app.clock.now();
+    match app
+        .store
+        .put_gitlab_job(&j, Expect::Version(job.version))
+        .await
+    {
+        Ok(_) => {}
+        Err(gosling_state::StateError::Conflict { .. }) => {
+            return Err(TaskError::retry("the job changed meanwhile"))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    app.metrics.inc("mothergoose_runners_total", "failed");
+    app.fleet
+        .record("gave_up", "gitlab_job", &j.id, json!({ "reason": reason }))
+        .await?;
+    Ok(())
+}
+
+async fn pool_runner(app: &App, key: &str, egg_name: &str) -> Result<(), TaskError> {
+    let id = runner_id_for(key, 1);
+    if app.store.runner(&id).await?.is_none() {
+        let Some(egg) = current_egg(app, egg_name) else {
+            return Err(TaskError::Permanent(format!(
+                "egg `{egg_name}` is not deployed"
+            )));
+        };
+        if live_runners(app, egg_name).await?.len() >= egg.runner.max_runners as usize {
+            app.fleet
+                .record(
+                    "refused",
+                    "egg",
+                    egg_name,
+                    json!({ "reason": "the egg is at max_runners", "request": key }),
+                )
+                .await?;
+            return Ok(());
+        }
+        let runner = new_runner(app, &id, &egg, egg.kind == RunnerKind::Serverless);
+        match app
+            .fleet
+            .create(&runner, json!({ "request": key, "egg": egg_name }), vec![])
+            .await
+        {
+            Ok(())
+            | Err(gosling_fleet::FleetError::State(gosling_state::StateError::Conflict {
+                ..
+            })) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    provision(app, &id).await
+}
+
+/// Registers the runner with GitLab (unless it runs a self-management job) and makes its
+/// machine; resumes where an earlier attempt stopped. A runner no longer `provisioning`
+/// (someone ended it meanwhile) gets nothing more, and what was just made is undone.
+pub async fn provision(app: &App, id: &str) -> Result<(), TaskError> {
+    let Some(r) = app.store.runner(id).await? else {
+        return Err(TaskError::Permanent(format!("no runner {id}")));
+    };
+    if state_of(&r.item) != RunnerState::Provisioning {
+        return Ok(());
+    }
+    let Some(egg) = current_egg(app, &r.item.egg_name) else {
+        return fail(
+            app,
+            id,
+            &format!("egg `{}` is no longer deployed", r.item.egg_name),
+        )
+        .await;
+    };
+    if r.item.self_job.is_none() && r.item.gitlab_runner_id.is_none() {
+        register(app, id, &egg).await?;
+    }
+    let r = app.store.runner(id).await?.map(|r| r.item);
+    let Some(r) = r.filter(|r| state_of(r) == RunnerState::Provisioning) else {
+        return Ok(());
+    };
+    if r.machine.is_none() {
+        make_machine(app, &r, &egg).await?;
+    }
+    Ok(())
+}
+
+async fn register(app: &App, id: &str, egg: &Egg) -> Result<(), TaskError> {
+    let reg = match app.registry.register(&*app.store, egg, id, false).await {
+        Ok(reg) => reg,
+        Err(e) if e.is_transient() => {
+            app.metrics
+                .inc("mothergoose_gitlab_errors_total", "create_runner");
+            return Err(TaskError::retry(format!("registering with GitLab: {e}")));
+        }
+        Err(e) => {
+            return fail(
+                app,
+                id,
+                &format!("GitLab refused to register the runner: {e}"),
+            )
+            .await
+        }
+    };
+    let mut late = false;
+    app.fleet
+        .edit(id, |r, _| {
+            if state_of(r) != RunnerState::Provisioning || r.gitlab_runner_id.is_some() {
+                late = true;
+                return Ok(Edit::Keep);
+            }
+            r.gitlab_runner_id = Some(reg.id);
+            r.gitlab_runner_token = Some(reg.token.clone());
+            Ok(Edit::Write(Some((
+                "registered".into(),
+                json!({ "gitlab_runner_id": reg.id }),
+            ))))
+        })
+        .await?;
+    if late {
+        // Ended (or registered by another attempt) meanwhile: do not leave this one behind.
+        let mut orphan = Runner::new(id, &egg.name, "", "", "", app.clock.now());
+        orphan.gitlab_runner_id = Some(reg.id);
+        orphan.gitlab_url = Some(egg.gitlab.url.clone());
+        let _ = app
+            .registry
+            .unregister(&*app.store, &orphan, &egg.gitlab.token_secret)
+            .await;
+    }
+    Ok(())
+}
+
+async fn make_machine(app: &App, r: &Runner, egg: &Egg) -> Result<(), TaskError> {
+    let provider = match app.lifecycle.providers.for_egg(egg) {
+        Ok(p) => p,
+        Err(e) => return fail(app, &r.id, &e.to_string()).await,
+    };
+    let mut extra_env = BTreeMap::new();
+    if let Some(job) = &r.self_job {
+        extra_env.insert("GOSLING_JOB".into(), job.clone());
+    }
+    let spec = RunnerSpec {
+        runner_id: r.id.clone(),
+        egg: egg.clone(),
+        bootstrap: Bootstrap {
+            mothergoose_url: app.settings.public_url.clone(),
+            credential: app.keys.credential(&r.id, r.credential_epoch),
+            ca_pem: None,
+        },
+        ephemeral: r.ephemeral,
+        extra_env,
+    };
+    let handle = match provider.create(&spec).await {
+        Ok(h) => h,
+        Err(ProviderError::Retryable { message, .. }) => {
+            app.metrics
+                .inc("mothergoose_provider_errors_total", "retryable");
+            return Err(TaskError::retry(format!(
+                "provider {}: {message}",
+                provider.name()
+            )));
+        }
+        Err(e) => {
+            app.metrics
+                .inc("mothergoose_provider_errors_total", "permanent");
+            return fail(app, &r.id, &e.to_string()).await;
+        }
+    };
+    let value = serde_json::to_value(&handle).unwrap_or_default();
+    let mut late = false;
+    app.fleet
+        .edit(&r.id, |rec, _| {
+            if state_of(rec) != RunnerState::Provisioning {
+                late = rec.machine.is_none();
+                return Ok(Edit::Keep);
+            }
+            rec.machine = Some(value.clone());
+            Ok(Edit::Write(Some((
+                "machine_created".into(),
+                json!({ "provider": handle.provider, "machine": handle.id }),
+            ))))
+        })
+        .await?;
+    if late {
+        let _ = provider.terminate(&handle).await;
+    }
+    app.metrics.inc("mothergoose_runners_total", "provisioned");
+    Ok(())
+}
+
+/// A runner that cannot be made: it is failed and cleaned up, and its job (if it had one)
+/// waits for another runner — up to [`MAX_ATTEMPTS`].
+async fn fail(app: &App, id: &str, reason: &str) -> Result<(), TaskError> {
+    tracing::warn!("runner {id}: {reason}");
+    app.metrics.inc("mothergoose_runners_total", "failed");
+    let r = app
+        .fleet
+        .edit(id, |r, now| {
+            if state_of(r) != RunnerState::Provisioning {
+                return Ok(Edit::Keep);
+            }
+            gosling_fleet::set_state(r, RunnerState::Failed, now)?;
+            r.failure_count += 1;
+            Ok(Edit::Write(Some((
+                "provisioning_failed".into(),
+                json!({ "reason": reason }),
+            ))))
+        })
+        .await?;
+    app.lifecycle.request(id, reason, false).await?;
+    enqueue(
+        app,
+        &Task::TerminateRunner {
+            runner_id: id.to_string(),
+            reason: reason.to_string(),
+            force: false,
+        },
+        Duration::ZERO,
+        true,
+    )
+    .await?;
+    for key in r.item.open_jobs.iter() {
+        if let Some(job) = app.store.gitlab_job(key).await? {
+            if job.item.runner_id.as_deref() == Some(id) && job.item.status == "provisioning" {
+                let mut j = job.item.clone();
+                j.status = "pending".into();
+                j.reason = Some(format!("runner {id} failed: {reason}"));
+                if app
+                    .store
+                    .put_gitlab_job(&j, Expect::Version(job.version))
+                    .await
+                    .is_ok()
+                {
+                    enqueue(
+                        app,
+                        &Task::DeployRunner { job: key.clone() },
+                        Duration::from_secs(5),
+                        true,
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

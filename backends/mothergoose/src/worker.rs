@@ -1,0 +1,170 @@
+//! The queue consumer: leases tasks, runs them, and acks, retries with backoff or
+//! dead-letters them. On shutdown it stops leasing, lets running tasks finish within the
+//! grace period, and releases the leases of those that did not (delivered again at once
+//! elsewhere, or after a restart).
+
+use crate::app::App;
+use crate::tasks::{self, TaskError};
+use gosling_fleet::Task;
+use gosling_queue::{backoff, Lease};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+const LEASE_WAIT: Duration = Duration::from_secs(2);
+const BASE_DELAY: Duration = Duration::from_secs(2);
+const MAX_DELAY: Duration = Duration::from_secs(600);
+
+/// Runs `concurrency` tasks at a time until `shutdown` turns true: as many loops, each
+/// leasing one task, running it and settling it (several receivers keep a remote queue
+/// busy; a long poll returns as soon as one task is there).
+pub async fn run(app: Arc<App>, concurrency: usize, shutdown: watch::Receiver<bool>) {
+    let in_flight: Arc<Mutex<HashMap<String, Lease>>> = Arc::default();
+    let mut loops = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        loops.spawn(consume(app.clone(), in_flight.clone(), shutdown.clone()));
+    }
+    let mut stopped = shutdown.clone();
+    while !*stopped.borrow() {
+        if stopped.changed().await.is_err() {
+            break;
+        }
+    }
+    let grace = app.settings.shutdown_grace;
+    let finished =
+        tokio::time::timeout(grace, async { while loops.join_next().await.is_some() {} }).await;
+    if finished.is_err() {
+        loops.abort_all();
+        while loops.join_next().await.is_some() {}
+        let left: Vec<Lease> = in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, l)| l)
+            .collect();
+        tracing::warn!(
+            "{} tasks did not finish within {grace:?}; their leases are released",
+            left.len()
+        );
+        for lease in left {
+            let _ = app.queue.release(&lease).await;
+        }
+    }
+}
+
+async fn consume(
+    app: Arc<App>,
+    in_flight: Arc<Mutex<HashMap<String, Lease>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let leased = tokio::select! {
+            l = app.queue.lease(1, app.settings.lease, LEASE_WAIT) => l,
+            _ = shutdown.changed() => return,
+        };
+        let leases = match leased {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("leasing tasks failed: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for lease in leases {
+            in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(lease.receipt.clone(), lease.clone());
+            handle(&app, &lease).await;
+            in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&lease.receipt);
+        }
+    }
+}
+
+/// Runs one leased task and settles its lease.
+pub async fn handle(app: &App, lease: &Lease) {
+    let task = match Task::from_message(&lease.message) {
+        Ok(t) => t,
+        Err(e) => {
+            dead(app, lease, &format!("unreadable task: {e}")).await;
+            return;
+        }
+    };
+    let kind = task.kind();
+    let outcome = tasks::run(app, task.clone()).await;
+    let settled = match outcome {
+        Ok(()) => {
+            app.metrics
+                .inc("mothergoose_tasks_total", format!("{kind}:done"));
+            app.queue.ack(lease).await.map(|_| ())
+        }
+        Err(TaskError::Later(after)) => {
+            // Not a failure: queue it again for later (first, so a crash now loses nothing).
+            app.metrics
+                .inc("mothergoose_tasks_total", format!("{kind}:later"));
+            match app
+                .queue
+                .enqueue(&task.to_message(), task.options(after, true))
+                .await
+            {
+                Ok(_) => app.queue.ack(lease).await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
+        Err(TaskError::Retry { error, after }) => {
+            if lease.attempts >= app.settings.max_attempts {
+                dead(
+                    app,
+                    lease,
+                    &format!("gave up after {} attempts: {error}", lease.attempts),
+                )
+                .await;
+                return;
+            }
+            tracing::info!(
+                "{kind} failed (attempt {}): {error}; retrying",
+                lease.attempts
+            );
+            app.metrics
+                .inc("mothergoose_tasks_total", format!("{kind}:retry"));
+            let delay =
+                backoff(lease.attempts, BASE_DELAY, MAX_DELAY).max(after.unwrap_or_default());
+            app.queue.retry(lease, delay, &error).await
+        }
+        Err(TaskError::Permanent(error)) => {
+            dead(app, lease, &error).await;
+            return;
+        }
+    };
+    if let Err(e) = settled {
+        tracing::warn!("settling a {kind} task: {e} (it will be delivered again)");
+    }
+}
+
+async fn dead(app: &App, lease: &Lease, error: &str) {
+    tracing::error!("task {} dead-lettered: {error}", lease.message.kind);
+    app.metrics.inc(
+        "mothergoose_tasks_total",
+        format!("{}:dead", lease.message.kind),
+    );
+    if let Err(e) = app.queue.dead_letter(lease, error).await {
+        tracing::warn!("dead-lettering: {e}");
+    }
+    let _ = app
+        .fleet
+        .record(
+            "dead_letter",
+            "task",
+            &lease.id,
+            json!({ "kind": lease.message.kind, "error": error, "attempts": lease.attempts }),
+        )
+        .await;
+}
