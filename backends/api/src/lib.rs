@@ -113,6 +113,10 @@ pub struct CacheConfig {
     pub server_address: String,
     /// The bucket.
     pub bucket: String,
+    /// The key prefix the runner's cache lives under (`[runners.cache] Path`): its egg's
+    /// name, the only part of the bucket Rift lets it read or write.
+    #[serde(default)]
+    pub path: Option<String>,
     /// The runner's S3 access key.
     pub access_key: String,
     /// The runner's S3 secret key.
@@ -125,7 +129,8 @@ pub struct CacheConfig {
     /// The Docker API proxy (`tcp://host:port`), when on.
     #[serde(default)]
     pub docker_host: Option<String>,
-    /// The token the Docker proxy wants (`X-Rift-Token`).
+    /// The token the Docker proxy and `/cache` want (`X-Rift-Token` / bearer):
+    /// `<runner id>.<secret key>`.
     #[serde(default)]
     pub docker_token: Option<String>,
 }

@@ -17,7 +17,27 @@ pub fn s3_secret(app: &App, runner_id: &str) -> SecretString {
     app.keys.derive("rift-s3", runner_id)
 }
 
-/// The cache a runner of `egg` uses: none until the egg names a Rift (Property 22).
-pub fn cache_config(_app: &App, _r: &Runner, _egg: &fly_ir::Egg) -> Option<CacheConfig> {
-    None
+/// The cache a runner of `egg` uses: none unless the egg names a Rift (Property 22). The
+/// runner's own credentials (never shared with another runner) and its egg's prefix.
+pub fn cache_config(app: &App, r: &Runner, egg: &fly_ir::Egg) -> Option<CacheConfig> {
+    let d = app.deployed.current()?;
+    let rift = d.ir.rift_of(egg)?;
+    let secret = s3_secret(app, &r.id);
+    let host = rift
+        .address
+        .split_once("://")
+        .map_or(rift.address.as_str(), |(_, h)| h);
+    Some(CacheConfig {
+        server_address: host.trim_end_matches('/').to_string(),
+        bucket: rift.bucket.clone(),
+        path: Some(egg.name.clone()),
+        access_key: r.id.clone(),
+        secret_key: secret.expose().to_string(),
+        insecure: !rift.tls(),
+        ca_pem: rift.tls_ca.clone(),
+        docker_host: rift.docker_address.clone(),
+        docker_token: rift
+            .docker_proxy
+            .then(|| format!("{}.{}", r.id, secret.expose())),
+    })
 }

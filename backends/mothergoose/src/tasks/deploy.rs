@@ -23,13 +23,7 @@ pub const MAX_ATTEMPTS: u32 = 3;
 /// How long a job waits before its egg is asked again for room.
 const CAPACITY_WAIT: Duration = Duration::from_secs(15);
 
-/// The id of the runner made for `key` at `attempt`: the same inputs always give the same
-/// id (which is what makes a redelivered task find the runner it made).
-pub fn runner_id_for(key: &str, attempt: u32) -> String {
-    use sha2::Digest;
-    let h = sha2::Sha256::digest(format!("{key}#{attempt}").as_bytes());
-    format!("r-{}", &gosling_state::hex(&h)[..16])
-}
+pub use gosling_fleet::tasks::runner_id_for;
 
 /// Runs `deploy_runner` for a job record key, or `pool:EGG:NONCE` / `manual:EGG:NONCE`.
 pub async fn deploy_runner(app: &App, key: &str) -> Result<(), TaskError> {
