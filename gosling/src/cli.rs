@@ -865,6 +865,7 @@ fn render_status(st: &Status, store: &str) -> String {
         s.push_str(&parts.join(", "));
         s.push('\n');
     }
+    s.push_str(&crate::fleet_view::render(&st.fleet, chrono::Utc::now(), table));
     s.push_str("\nHistory\n");
     let rows: Vec<Vec<String>> = st
         .history

@@ -549,6 +549,8 @@ pub struct Status {
     pub runners: BTreeMap<String, usize>,
     /// Every deployment, newest first.
     pub history: Vec<StatusHistory>,
+    /// The live view: runners, pending work, UglyFox's decisions, recent activity.
+    pub fleet: crate::fleet_view::FleetView,
 }
 
 /// The current deployment.
@@ -667,6 +669,7 @@ pub async fn status(store: &dyn StateStore, now: DateTime<Utc>) -> Result<Status
         .await?
         .into_iter()
         .rev()
+        .filter(|p| p.item.plan_type == "nest")
         .map(|p| StatusHistory {
             version: p.item.version,
             status: p.item.status.to_string(),
@@ -685,5 +688,6 @@ pub async fn status(store: &dyn StateStore, now: DateTime<Utc>) -> Result<Status
         jobs,
         runners,
         history,
+        fleet: crate::fleet_view::read(store, now).await?,
     })
 }

@@ -11,6 +11,7 @@ pub mod cli;
 /// The GitLab REST client (shared with MotherGoose).
 pub use gosling_gitlab as gitlab;
 pub mod deploy;
+pub mod fleet_view;
 pub mod nest;
 pub mod plan;
 pub mod scaffold;
