@@ -1,10 +1,9 @@
 //! Everything a request or a task needs, opened once: the stores, the queue, the deployed
 //! IR, the secrets MotherGoose checks against, the providers and the lifecycle.
 
-use crate::config::{ProviderChoice, Settings};
+use crate::config::Settings;
 use crate::metrics::Metrics;
 use gosling_fleet::credentials::{RunnerKeys, ADMIN_TOKEN, RIFT_TOKEN};
-use gosling_fleet::local::LocalProvider;
 use gosling_fleet::secrets::Secrets;
 use gosling_fleet::{DeployedWatch, Fleet, Lifecycle, Providers, Registry, TerminationPolicy};
 use gosling_gitlab::{Retry, SigningKey};
@@ -43,6 +42,9 @@ pub enum StartError {
     /// Bad settings.
     #[error("{0}")]
     Settings(String),
+    /// The runner providers (`--provider`, the providers file).
+    #[error("providers: {0}")]
+    Providers(#[from] gosling_tofu::AssemblyError),
 }
 
 /// What a test or an embedding may replace.
@@ -113,19 +115,6 @@ fn state_err(what: &'static str) -> impl FnOnce(StateError) -> StartError {
     move |source| StartError::State { what, source }
 }
 
-/// The providers the settings name.
-pub fn providers_from(settings: &Settings) -> Result<Providers, StartError> {
-    match &settings.provider {
-        ProviderChoice::Local { dir, program, args } => Ok(Providers::single(Arc::new(
-            LocalProvider::new(dir, program, args.clone()),
-        ))),
-        ProviderChoice::Cloud { config } => Err(StartError::Settings(format!(
-            "cloud providers ({}) are not available in this build yet; use --provider local",
-            config.display()
-        ))),
-    }
-}
-
 impl App {
     /// Opens everything the settings name.
     pub async fn open(settings: Settings, o: Overrides) -> Result<Arc<App>, StartError> {
@@ -168,7 +157,14 @@ impl App {
             DeployedWatch::start(store.clone(), objects.clone(), settings.deployment_poll).await?;
         let providers = match o.providers {
             Some(p) => p,
-            None => providers_from(&settings)?,
+            None => {
+                let stores = gosling_tofu::Stores {
+                    state: store.clone(),
+                    objects: objects.clone(),
+                    clock: clock.clone(),
+                };
+                gosling_tofu::build_providers(&settings.provider, &stores).await?
+            }
         };
         let registry = Arc::new(Registry::new(
             Arc::new(Secrets::from_env(Some(cipher.clone()))),

@@ -8,24 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// How runners are made.
-#[derive(Clone, Debug)]
-pub enum ProviderChoice {
-    /// Local processes: `program args… --runner-id ID --egg-name EGG` in `dir/ID/`.
-    Local {
-        /// Runner folders.
-        dir: PathBuf,
-        /// The program (`gosling` by default, with `args` = `["runner"]`).
-        program: PathBuf,
-        /// Arguments before `--runner-id`.
-        args: Vec<String>,
-    },
-    /// The cloud providers, configured by a TOML file (see `gosling-providers`).
-    Cloud {
-        /// The settings file.
-        config: PathBuf,
-    },
-}
+/// How runners are made: local processes or a providers file (shared with UglyFox).
+pub use gosling_tofu::ProviderChoice;
 
 /// Everything MotherGoose is told.
 #[derive(Clone, Debug)]

@@ -56,7 +56,7 @@ struct Common {
     /// How runners are made: `local` (processes on this machine) or `cloud`.
     #[arg(long, default_value = "local", value_parser = ["local", "cloud"])]
     provider: String,
-    /// Cloud provider settings (TOML), with --provider cloud.
+    /// The providers file (TOML: [aws], [yandex], optional [tofu]), with --provider cloud.
     #[arg(long, env = "MOTHERGOOSE_PROVIDERS")]
     providers_config: Option<PathBuf>,
     /// The runner command of the local provider [default: `gosling runner`, gosling beside this binary or on PATH].

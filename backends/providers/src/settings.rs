@@ -1,29 +1,7 @@
 //! The providers' settings ([`ProviderSettings`], from a TOML file and the environment)
-//! and [`providers`], which builds the configured ones for MotherGoose.
-//!
-//! ```toml
-//! [gosling_binary]            # what VM runners download (cloud-init)
-//! url = "https://example.com/gosling-linux-amd64"
-//! sha256 = "…64 hex digits…"
-//!
-//! [aws]                       # aws/vm always, aws/serverless with ecs_cluster + runner_image
-//! region = "eu-west-1"
-//! subnets = ["subnet-…"]
-//! security_groups = ["sg-…"]
-//! ami = "ami-…"
-//! instance_profile = "gosling-runner"
-//! ecs_cluster = "gosling"
-//! runner_image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/gosling-runner:1"
-//!
-//! [yandex]                    # yandex/vm always, yandex/serverless with runner_image
-//! folder_id = "b1g…"
-//! zone = "ru-central1-a"
-//! subnet_id = "e9b…"
-//! image_id = "fd8…"
-//! service_account_id = "aje…"
-//! key_file = "/etc/gosling/yc-key.json"   # else the metadata service
-//! runner_image = "cr.yandex/crp…/gosling-runner:1"
-//! ```
+//! and [`providers`], which builds the configured ones. `providers.example.toml` (beside
+//! this crate's `Cargo.toml`) is a commented example of the file, `[tofu]` table included
+//! (that table is read by `gosling_tofu::assembly`).
 
 use crate::aws::{Ec2Provider, EcsProvider};
 use crate::cloud_init::GoslingBinary;
@@ -86,6 +64,10 @@ pub struct ProviderSettings {
     /// Yandex Cloud.
     #[serde(default)]
     pub yandex: Option<YandexSettings>,
+    /// The `[tofu]` table of the same file: the OpenTofu path's settings, read by
+    /// `gosling_tofu::assembly` (accepted here so that one file describes both paths).
+    #[serde(default, skip_serializing)]
+    pub tofu: Option<toml::Table>,
 }
 
 fn default_true() -> bool {
@@ -341,7 +323,8 @@ impl ProviderSettings {
         ProviderSettings::load(path, |k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
 
-    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+    /// Applies the [`ENV_VARS`] found by `var` over what the file said.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
         if let (Some(url), Some(sha256)) = (var("GOSLING_BINARY_URL"), var("GOSLING_BINARY_SHA256"))
         {
             self.gosling_binary = Some(GoslingBinary { url, sha256 });
@@ -526,6 +509,18 @@ ami = "ami-1"
             .unwrap()
             .by_key
             .is_empty());
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("providers.example.toml");
+        let s = ProviderSettings::load(Some(&path), |_| None).unwrap();
+        assert_eq!(s.aws_settings().unwrap().region, "eu-west-1");
+        assert!(s.yandex_settings().unwrap().runner_image.is_some());
+        assert!(
+            s.tofu.is_some(),
+            "the [tofu] table is kept for gosling-tofu"
+        );
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub enum Error {
     /// A notification could not be delivered.
     #[error(transparent)]
     Notify(#[from] crate::notify::NotifyError),
+    /// The runner providers could not be assembled (`--provider`, the providers file).
+    #[error("providers: {0}")]
+    Providers(#[from] gosling_tofu::AssemblyError),
     /// The settings are not usable.
     #[error("{0}")]
     Settings(String),

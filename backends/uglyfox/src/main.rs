@@ -29,10 +29,13 @@ struct Cli {
     /// The state key file (else `GOSLING_STATE_KEY`, else ~/.config/gosling/state.key).
     #[arg(long, env = "GOSLING_STATE_KEY_FILE", global = true)]
     state_key_file: Option<PathBuf>,
-    /// How runner machines are removed: `local` (processes in `--runners-dir`) or a cloud
-    /// providers settings file.
+    /// How runner machines are removed: `local` (processes in `--runners-dir`), `cloud` (with
+    /// --providers-config), or a providers file.
     #[arg(long, default_value = "local", global = true)]
     provider: String,
+    /// The providers file (TOML), with --provider cloud.
+    #[arg(long, env = "UGLYFOX_PROVIDERS", global = true)]
+    providers_config: Option<PathBuf>,
     /// Folders of local runners (default: `runners` beside an embedded state).
     #[arg(long, global = true)]
     runners_dir: Option<PathBuf>,
@@ -130,7 +133,19 @@ fn settings(cli: &Cli) -> Result<Settings> {
             None => settings::beside_state(&state, "runners", "--runners-dir")
                 .map_err(|e| miette!("{e}"))?,
         };
-        ProviderChoice::Local { dir }
+        // Removal only: the program is never started here.
+        ProviderChoice::Local {
+            dir,
+            program: "gosling".into(),
+            args: vec!["runner".into()],
+        }
+    } else if cli.provider == "cloud" {
+        ProviderChoice::Cloud {
+            config: cli
+                .providers_config
+                .clone()
+                .ok_or_else(|| miette!("--provider cloud needs --providers-config FILE"))?,
+        }
     } else {
         ProviderChoice::Cloud {
             config: PathBuf::from(&cli.provider),

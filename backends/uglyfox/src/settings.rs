@@ -10,7 +10,6 @@ use crate::notify::{Channels, Email, Notifier, Webhook};
 use crate::planner::Config;
 use crate::service::UglyFox;
 use crate::Error;
-use gosling_fleet::local::LocalProvider;
 use gosling_fleet::secrets::Secrets;
 use gosling_fleet::{DeployedWatch, Fleet, Lifecycle, Providers, Registry};
 use gosling_queue::{open_queue, QueueOptions};
@@ -22,20 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How runner machines are removed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ProviderChoice {
-    /// Local processes, in folders under `dir` (MotherGoose's `--provider local`).
-    Local {
-        /// Runner folders.
-        dir: PathBuf,
-    },
-    /// The cloud providers, configured by a file (`gosling-providers`, not yet available).
-    Cloud {
-        /// The settings file.
-        config: PathBuf,
-    },
-}
+/// How runner machines are removed: local processes or a providers file (shared with
+/// MotherGoose).
+pub use gosling_tofu::ProviderChoice;
 
 /// Everything UglyFox is told.
 #[derive(Clone, Debug)]
@@ -113,22 +101,6 @@ pub fn default_key_file() -> PathBuf {
             .join(".config"),
     };
     dir.join("gosling").join("state.key")
-}
-
-/// The providers the settings name — the seam where the cloud providers
-/// (`backends/providers`) plug in.
-pub fn providers_from(settings: &Settings) -> Result<Providers, Error> {
-    match &settings.provider {
-        ProviderChoice::Local { dir } => Ok(Providers::single(Arc::new(LocalProvider::new(
-            dir,
-            "gosling",
-            vec!["runner".into()],
-        )))),
-        ProviderChoice::Cloud { config } => Err(Error::Settings(format!(
-            "cloud providers ({}) are not available in this build yet; use --provider local",
-            config.display()
-        ))),
-    }
 }
 
 /// The notification channels the settings name.
@@ -216,11 +188,18 @@ pub async fn open(
             )))
         }
     };
-    let deployed = DeployedWatch::start(store.clone(), objects, settings.deployment_poll).await?;
     let providers = match providers {
         Some(p) => p,
-        None => providers_from(settings)?,
+        None => {
+            let stores = gosling_tofu::Stores {
+                state: store.clone(),
+                objects: objects.clone(),
+                clock: clock.clone(),
+            };
+            gosling_tofu::build_providers(&settings.provider, &stores).await?
+        }
     };
+    let deployed = DeployedWatch::start(store.clone(), objects, settings.deployment_poll).await?;
     let notifier = channels_from(settings)?;
     let registry = Arc::new(Registry::new(
         Arc::new(Secrets::from_env(Some(cipher.clone()))),
