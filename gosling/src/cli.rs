@@ -87,6 +87,12 @@ enum Command {
         after_help = "Examples:\n  gosling admin-token\n  gosling admin-token --rotate   # the old token stops working"
     )]
     AdminToken(AdminTokenArgs),
+    /// Runner mode: install, configure, update and supervise the GitLab Runner agent of
+    /// this runner and report its health to MotherGoose (or run one self-management job).
+    #[command(
+        after_help = "Examples:\n  RUNNER_ID=runner-abc123 EGG_NAME=my-app GOSLING_MOTHERGOOSE_URL=https://mothergoose.example.com GOSLING_RUNNER_CREDENTIAL=… gosling runner\n  gosling runner --runner-id runner-abc123 --egg-name my-app --metrics-interval 30s --update-check-interval 5m\n  gosling runner --config runner.json --agent-path ./gitlab-runner --work-dir ./runner   # air-gapped\n  gosling runner --runner-id job-x --job rotate-tokens"
+    )]
+    Runner(gosling_runner::RunnerArgs),
 }
 
 #[derive(Subcommand)]
@@ -258,6 +264,16 @@ struct StatusArgs {
 /// Runs `gosling` with the process's arguments; the binary's whole `main`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Runner(args) = cli.command {
+        // Runner mode runs on a multi-threaded runtime of its own.
+        return match gosling_runner::run(args) {
+            Ok(outcome) => ExitCode::from(outcome.code),
+            Err(e) => {
+                eprintln!("{:?}", miette!("{e}"));
+                ExitCode::from(EXIT_TROUBLE)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -348,6 +364,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let (root, s) = settings(&cli.nest, &cli.config, &cli.state, &cli.objects, &g)?;
             secret_set_cmd(&root, &s, &a.reference, cli.quiet).await
         }
+        Command::Runner(_) => Err(miette!("runner mode starts before this runtime")),
         Command::AdminToken(a) => {
             let (_, s) = settings(
                 &cli.nest,
@@ -865,7 +882,11 @@ fn render_status(st: &Status, store: &str) -> String {
         s.push_str(&parts.join(", "));
         s.push('\n');
     }
-    s.push_str(&crate::fleet_view::render(&st.fleet, chrono::Utc::now(), table));
+    s.push_str(&crate::fleet_view::render(
+        &st.fleet,
+        chrono::Utc::now(),
+        table,
+    ));
     s.push_str("\nHistory\n");
     let rows: Vec<Vec<String>> = st
         .history

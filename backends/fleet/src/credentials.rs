@@ -225,7 +225,10 @@ mod tests {
         assert!(!keys.verify("r-1", 0, "gsr1.r-1.AAAA"));
         assert_eq!(claimed_runner(c.expose()), Some("r-1"));
         let forged = c.expose().replace("gsr1.r-1.", "gsr1.r-2.");
-        assert!(!keys.verify("r-2", 0, &forged), "the id is bound into the MAC");
+        assert!(
+            !keys.verify("r-2", 0, &forged),
+            "the id is bound into the MAC"
+        );
         assert!(!keys.verify("r-1", 0, ""));
         let other = RunnerKeys::from_bytes(b"another key of thirty-two bytes!");
         assert!(

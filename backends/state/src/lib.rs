@@ -52,7 +52,9 @@ mod store;
 pub mod ydb_store;
 
 pub use clock::{system_clock, Clock, ManualClock, SharedClock, SystemClock};
-pub use crypto::{config_dir, default_key_file, Cipher, KeySource, Sealed, SecretString, KEY_ENV, KEY_FILE_ENV};
+pub use crypto::{
+    config_dir, default_key_file, Cipher, KeySource, Sealed, SecretString, KEY_ENV, KEY_FILE_ENV,
+};
 pub use dynamo::{from_attr, to_attr, DynamoStore};
 pub use error::{Result, StateError};
 pub use model::{
