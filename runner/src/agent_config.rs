@@ -88,6 +88,9 @@ struct DockerToml {
 struct CacheToml {
     #[serde(rename = "Type")]
     kind: &'static str,
+    /// The egg's prefix: runners of one egg share a cache, other eggs' keys are elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
     shared: bool,
     #[serde(rename = "s3")]
     s3: S3Toml,
@@ -159,6 +162,7 @@ pub fn render(config: &RunnerConfig, opts: &RenderOptions) -> Result<AgentFiles,
         }
         CacheToml {
             kind: "s3",
+            path: c.path.clone(),
             shared: true,
             s3: S3Toml {
                 server_address: c.server_address.clone(),

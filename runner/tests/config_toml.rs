@@ -27,6 +27,7 @@ fn rift(docker: bool) -> Value {
     let mut c = json!({
         "server_address": "rift.internal:9000",
         "bucket": "runner-cache",
+        "path": "my-app",
         "access_key": "r1",
         "secret_key": "rift-secret",
         "insecure": false
@@ -110,6 +111,11 @@ fn property_22_no_cache_section_without_rift_and_a_correct_one_with_it() {
     let cache = first_runner(&t)["cache"].as_table().unwrap();
     assert_eq!(cache["Type"].as_str(), Some("s3"));
     assert_eq!(cache["Shared"].as_bool(), Some(true));
+    assert_eq!(
+        cache["Path"].as_str(),
+        Some("my-app"),
+        "the egg's own prefix"
+    );
     let s3 = cache["s3"].as_table().unwrap();
     assert_eq!(s3["ServerAddress"].as_str(), Some("rift.internal:9000"));
     assert_eq!(s3["AccessKey"].as_str(), Some("r1"));

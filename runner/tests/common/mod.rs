@@ -132,18 +132,22 @@ fn check(mg: &Mg, headers: &HeaderMap, id: &str) -> Option<Response> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if auth != format!("Bearer {CREDENTIAL}") || mg.revoked.load(Ordering::SeqCst) {
-        return Some((
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "the credential is not valid"})),
-        )
-            .into_response());
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "the credential is not valid"})),
+            )
+                .into_response(),
+        );
     }
     if id != RUNNER_ID {
-        return Some((
-            StatusCode::FORBIDDEN,
-            Json(json!({"error": "a runner may act only as itself"})),
-        )
-            .into_response());
+        return Some(
+            (
+                StatusCode::FORBIDDEN,
+                Json(json!({"error": "a runner may act only as itself"})),
+            )
+                .into_response(),
+        );
     }
     None
 }

@@ -15,13 +15,20 @@
 //! - SIGQUIT: takes no new job, exits 0 once the running jobs finished; SIGTERM or SIGINT:
 //!   aborts the running jobs and exits 0; SIGHUP: reads the config file again.
 //!
-//! The fake's "GitLab" is the folder `FAKE_GITLAB_RUNNER_DIR` (without it no job is ever
-//! taken and nothing is recorded). A job is a file `NAME.job` of `key=value` lines:
+//! Where jobs come from: with `FAKE_GITLAB_RUNNER_DIR` set, from that folder (below);
+//! without it, from GitLab itself like the real agent: `POST {url}/api/v4/jobs/request`
+//! with the runner's token every `FAKE_GITLAB_RUNNER_POLL_MS` (default 500; plain `http://`
+//! only, e.g. gosling-standins' GitLab), the job's `FAKE_JOB_DURATION` and
+//! `FAKE_JOB_EXIT_CODE` variables say how long it runs and how it ends, and
+//! `PUT {url}/api/v4/jobs/{id}` with the job's token reports `success` or `failed`.
+//!
+//! A folder job is a file `NAME.job` of `key=value` lines:
 //! `duration=SECONDS`, or `until=release` (runs until `NAME.release` exists), or
 //! `until=never`; `exit=N` (the job's status, default 0); `crash=true` (the agent itself
 //! dies with status 1 when it takes the job). Taking a job renames it to `NAME.taken` (so
 //! two agents never take the same one) and writes `NAME.env`, the job's environment from
-//! config.toml. Everything that happens is appended to `events.log`, one line each:
+//! config.toml. Everything that happens is appended to `events.log` (in the folder, or in
+//! `FAKE_GITLAB_RUNNER_EVENTS_DIR` when jobs come from GitLab), one line each:
 //! `agent-start`, `signal name=QUIT|TERM|INT|HUP`, `job-start`, `job-end`, `job-abort`,
 //! `crash`, `agent-exit`, each with `pid=`. `FAKE_GITLAB_RUNNER_VERSION` sets the version.
 
@@ -38,6 +45,10 @@ use std::time::{Duration, Instant};
 pub const DIR_ENV: &str = "FAKE_GITLAB_RUNNER_DIR";
 /// The version the fake reports.
 pub const VERSION_ENV: &str = "FAKE_GITLAB_RUNNER_VERSION";
+/// Where `events.log` goes when jobs come from GitLab.
+pub const EVENTS_DIR_ENV: &str = "FAKE_GITLAB_RUNNER_EVENTS_DIR";
+/// Milliseconds between GitLab job requests (default 500).
+pub const POLL_MS_ENV: &str = "FAKE_GITLAB_RUNNER_POLL_MS";
 /// The version reported when [`VERSION_ENV`] is not set.
 pub const DEFAULT_VERSION: &str = "17.5.0";
 
@@ -153,14 +164,145 @@ struct Job {
     started: Instant,
     until: Until,
     exit: i32,
+    /// A GitLab job: its id and job token, to report how it ended.
+    gitlab: Option<(u64, String)>,
 }
 
 impl Job {
-    fn done(&self, dir: &Path) -> bool {
+    fn done(&self, dir: Option<&Path>) -> bool {
         match &self.until {
             Until::Elapsed(d) => self.started.elapsed() >= *d,
-            Until::Release => dir.join(format!("{}.release", self.name)).exists(),
+            Until::Release => {
+                dir.is_some_and(|d| d.join(format!("{}.release", self.name)).exists())
+            }
             Until::Never => false,
+        }
+    }
+}
+
+/// Where jobs come from.
+enum Source {
+    /// Job files in a folder.
+    Folder(PathBuf),
+    /// GitLab's runner API: base URL (`http://host:port`, no path) and runner token.
+    GitLab {
+        url: String,
+        token: String,
+        every: Duration,
+        last_poll: Option<Instant>,
+    },
+}
+
+/// One HTTP/1.1 request to a plain-http `url` base; returns status and body.
+fn http(url: &str, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
+    let host = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("the fake agent talks plain http only, not {url}"))?
+        .trim_end_matches('/');
+    let mut stream =
+        std::net::TcpStream::connect(host).map_err(|e| format!("connecting to {host}: {e}"))?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    stream.read_to_end(&mut resp).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&resp);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no HTTP status")?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok((status, body.to_string()))
+}
+
+/// Asks GitLab for a job (`POST /api/v4/jobs/request`).
+fn request_gitlab_job(url: &str, token: &str) -> Option<(String, Spec, (u64, String))> {
+    let body = serde_json::json!({ "token": token, "info": { "name": "fake-gitlab-runner" } });
+    let (status, text) = match http(url, "POST", "/api/v4/jobs/request", &body.to_string()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("WARNING: Checking for jobs... failed  error={e}");
+            return None;
+        }
+    };
+    if status != 201 {
+        if status != 204 {
+            eprintln!("WARNING: Checking for jobs... failed  status={status}");
+        }
+        return None;
+    }
+    let job: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let id = job.get("id")?.as_u64()?;
+    let job_token = job.get("token")?.as_str()?.to_string();
+    let var = |k: &str| {
+        job.get("variables")?
+            .as_array()?
+            .iter()
+            .find(|v| v.get("key").and_then(|x| x.as_str()) == Some(k))?
+            .get("value")?
+            .as_str()
+            .map(String::from)
+    };
+    let mut spec_text = String::new();
+    if let Some(d) = var("FAKE_JOB_DURATION") {
+        spec_text.push_str(&format!("duration={d}\n"));
+    }
+    if let Some(e) = var("FAKE_JOB_EXIT_CODE") {
+        spec_text.push_str(&format!("exit={e}\n"));
+    }
+    Some((
+        format!("gitlab-{id}"),
+        parse_spec(&spec_text),
+        (id, job_token),
+    ))
+}
+
+/// Reports a GitLab job's end (`PUT /api/v4/jobs/:id`), a few times if GitLab fails.
+fn finish_gitlab_job(url: &str, id: u64, job_token: &str, exit: i32) {
+    let state = if exit == 0 { "success" } else { "failed" };
+    let body = serde_json::json!({ "token": job_token, "state": state });
+    for attempt in 0..5 {
+        match http(url, "PUT", &format!("/api/v4/jobs/{id}"), &body.to_string()) {
+            Ok((200, _)) => return,
+            Ok((status, _)) => {
+                eprintln!("WARNING: Updating job... failed  job={id} status={status}")
+            }
+            Err(e) => eprintln!("WARNING: Updating job... failed  job={id} error={e}"),
+        }
+        std::thread::sleep(Duration::from_millis(200 << attempt));
+    }
+}
+
+impl Source {
+    fn take(&mut self) -> Option<(String, Spec, Option<(u64, String)>)> {
+        match self {
+            Source::Folder(d) => take_job(d).map(|(n, s)| (n, s, None)),
+            Source::GitLab {
+                url,
+                token,
+                every,
+                last_poll,
+            } => {
+                if last_poll.is_some_and(|t| t.elapsed() < *every) {
+                    return None;
+                }
+                *last_poll = Some(Instant::now());
+                request_gitlab_job(url, token).map(|(n, s, g)| (n, s, Some(g)))
+            }
+        }
+    }
+
+    fn folder(&self) -> Option<&Path> {
+        match self {
+            Source::Folder(d) => Some(d),
+            Source::GitLab { .. } => None,
         }
     }
 }
@@ -361,8 +503,11 @@ pub fn main() -> ExitCode {
 fn run(o: Options) -> ExitCode {
     install_handlers();
     let dir = std::env::var_os(DIR_ENV).map(PathBuf::from);
+    let events_dir = dir
+        .clone()
+        .or_else(|| std::env::var_os(EVENTS_DIR_ENV).map(PathBuf::from));
     let events = Events {
-        file: dir.as_ref().map(|d| d.join("events.log")),
+        file: events_dir.map(|d| d.join("events.log")),
         pid: std::process::id(),
     };
     let mut config = match &o.config {
@@ -374,8 +519,8 @@ fn run(o: Options) -> ExitCode {
         None => return fatal("run needs --config"),
     };
     let mut environment = Vec::new();
+    let (mut url, mut token) = (o.url.clone(), o.token.clone());
     if o.single {
-        let (mut url, mut token) = (o.url.clone(), o.token.clone());
         if let Some(name) = &o.runner {
             let Some(r) = config.runners.iter().find(|r| &r.0 == name) else {
                 return fatal(&format!("Error loading runner by name: {name} not found"));
@@ -386,15 +531,31 @@ fn run(o: Options) -> ExitCode {
         } else if o.executor.is_none() {
             return fatal("Missing Executor");
         }
-        if url.unwrap_or_default().is_empty() {
+        if url.as_deref().unwrap_or_default().is_empty() {
             return fatal("Missing URL");
         }
-        if token.unwrap_or_default().is_empty() {
+        if token.as_deref().unwrap_or_default().is_empty() {
             return fatal("Missing Token");
         }
     } else if let Some(r) = config.runners.first() {
         environment = r.3.clone();
+        url = Some(r.1.clone());
+        token = Some(r.2.clone());
     }
+    let mut source = match &dir {
+        Some(d) => Some(Source::Folder(d.clone())),
+        None => url.zip(token).map(|(url, token)| Source::GitLab {
+            url,
+            token,
+            every: Duration::from_millis(
+                std::env::var(POLL_MS_ENV)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(500),
+            ),
+            last_poll: None,
+        }),
+    };
     let counters = Arc::new(Counters::default());
     if !o.single {
         if let Some(addr) = o.listen.clone().or(config.listen_address.clone()) {
@@ -457,11 +618,16 @@ fn run(o: Options) -> ExitCode {
                 }
             }
         }
-        if let Some(d) = &dir {
+        if let Some(source) = &mut source {
             let mut i = 0;
             while i < jobs.len() {
-                if jobs[i].done(d) {
+                if jobs[i].done(source.folder()) {
                     let job = jobs.remove(i);
+                    if let (Some((id, job_token)), Source::GitLab { url, .. }) =
+                        (&job.gitlab, &*source)
+                    {
+                        finish_gitlab_job(url, *id, job_token, job.exit);
+                    }
                     if job.exit != 0 {
                         counters.failed.fetch_add(1, Ordering::SeqCst);
                         eprintln!(
@@ -484,19 +650,21 @@ fn run(o: Options) -> ExitCode {
                 jobs.len() < config.concurrent
             };
             if !stopping && room {
-                if let Some((name, spec)) = take_job(d) {
+                if let Some((name, spec, gitlab)) = source.take() {
                     eprintln!("Checking for jobs... received  job={name}");
                     if spec.crash {
                         events.record(&format!("crash name={name}"));
                         return exit(1);
                     }
-                    let _ = std::fs::write(
-                        d.join(format!("{name}.env")),
-                        environment
-                            .iter()
-                            .map(|e| format!("{e}\n"))
-                            .collect::<String>(),
-                    );
+                    if let Some(d) = source.folder() {
+                        let _ = std::fs::write(
+                            d.join(format!("{name}.env")),
+                            environment
+                                .iter()
+                                .map(|e| format!("{e}\n"))
+                                .collect::<String>(),
+                        );
+                    }
                     events.record(&format!("job-start name={name}"));
                     counters.total.fetch_add(1, Ordering::SeqCst);
                     builds_left = builds_left.saturating_sub(1);
@@ -505,6 +673,7 @@ fn run(o: Options) -> ExitCode {
                         started: Instant::now(),
                         until: spec.until,
                         exit: spec.exit,
+                        gitlab,
                     });
                     counters.running.store(jobs.len(), Ordering::SeqCst);
                 }
