@@ -54,7 +54,11 @@ async fn a_file_with_aws_only_serves_aws_and_adds_tofu_keys_with_a_tofu_table() 
     let tmp = tempfile::tempdir().unwrap();
     let plain = ProvidersFile::load(&write(tmp.path(), AWS), |_| None).unwrap();
     let p = plain.build(&stores(tmp.path())).await.unwrap();
-    assert_eq!(keys(&p), ["aws/vm"], "no ECS without a cluster and an image");
+    assert_eq!(
+        keys(&p),
+        ["aws/vm"],
+        "no ECS without a cluster and an image"
+    );
     assert!(plain.tofu.is_none());
 
     let fake = tmp.path().join("bin/tofu");
@@ -66,8 +70,15 @@ async fn a_file_with_aws_only_serves_aws_and_adds_tofu_keys_with_a_tofu_table() 
     );
     let with_tofu = ProvidersFile::load(&write(tmp.path(), &text), |_| None).unwrap();
     let t = with_tofu.tofu.as_ref().expect("the [tofu] table is read");
-    assert_eq!(t.runner.workspaces, tmp.path().join("ws"), "relative to the file");
-    assert!(t.settings.aws.is_some(), "rendered with the same [aws] settings");
+    assert_eq!(
+        t.runner.workspaces,
+        tmp.path().join("ws"),
+        "relative to the file"
+    );
+    assert!(
+        t.settings.aws.is_some(),
+        "rendered with the same [aws] settings"
+    );
     let p = with_tofu.build(&stores(tmp.path())).await.unwrap();
     // serverless/tofu is registered to refuse such eggs with the reason, not "not configured".
     assert_eq!(keys(&p), ["aws/serverless/tofu", "aws/vm", "aws/vm/tofu"]);
@@ -130,7 +141,10 @@ async fn errors_name_the_file_and_the_setting() {
         assert!(msg.contains(key) && msg.contains("providers.toml"), "{msg}");
     }
 
-    let p = write(tmp.path(), &format!("{AWS}\n[tofu]\nworkspace = \"typo\"\n"));
+    let p = write(
+        tmp.path(),
+        &format!("{AWS}\n[tofu]\nworkspace = \"typo\"\n"),
+    );
     let err = ProvidersFile::load(&p, |_| None).unwrap_err();
     assert!(err.to_string().contains("providers.toml"), "{err}");
 }
@@ -146,7 +160,10 @@ async fn a_short_passphrase_is_refused_and_never_shown() {
     let err = ProvidersFile::load(&p, |k| (k == "PASS").then(|| "short-secret".into()))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("16 characters") && !err.contains("short-secret"), "{err}");
+    assert!(
+        err.contains("16 characters") && !err.contains("short-secret"),
+        "{err}"
+    );
     let ok = ProvidersFile::load(&p, |k| {
         (k == "PASS").then(|| "a long enough passphrase".into())
     })
