@@ -27,6 +27,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::fleet::Grant;
 use crate::metrics::Metrics;
 use crate::reload::{Reloadable, Watched};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -142,15 +143,48 @@ impl Credentials {
     }
 }
 
+/// Who a request acts for, once authenticated.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A credential of the auth file: every bucket and key.
+    Operator,
+    /// A live runner of the fleet: only keys under its egg's prefix (`<egg>/`).
+    Runner(Arc<Grant>),
+}
+
+impl Principal {
+    /// Whether it may read or write `key` (inside a bucket), or list keys starting with it.
+    pub fn may_use(&self, key: &str) -> bool {
+        match self {
+            Principal::Operator => true,
+            Principal::Runner(g) => g.owns(key),
+        }
+    }
+
+    /// Whether it may act on buckets as a whole (list them, create, delete).
+    pub fn is_operator(&self) -> bool {
+        matches!(self, Principal::Operator)
+    }
+}
+
 /// The credentials in force, reloadable from their file.
 #[derive(Debug)]
 pub struct AuthState {
-    path: PathBuf,
+    path: Option<PathBuf>,
     creds: RwLock<Arc<Credentials>>,
     watched: Watched,
 }
 
 impl AuthState {
+    /// No auth file: no tokens, no keys (a Rift that trusts only the fleet).
+    pub fn empty() -> Self {
+        AuthState {
+            path: None,
+            creds: RwLock::new(Arc::new(Credentials::default())),
+            watched: Watched::new(Vec::new()),
+        }
+    }
+
     /// Loads the auth file.
     pub fn load(path: &Path) -> Result<Self, AuthFileError> {
         let watched = Watched::new(vec![path.to_path_buf()]);
@@ -160,7 +194,7 @@ impl AuthState {
         })?;
         let creds = Credentials::parse(&text, path)?;
         Ok(AuthState {
-            path: path.to_path_buf(),
+            path: Some(path.to_path_buf()),
             creds: RwLock::new(Arc::new(creds)),
             watched,
         })
@@ -185,17 +219,20 @@ impl AuthState {
 
     /// Re-reads the file. On error the previous credentials stay in force.
     pub fn reload(&self) -> Result<(), AuthFileError> {
-        let text = std::fs::read_to_string(&self.path).map_err(|source| AuthFileError::Read {
-            path: self.path.clone(),
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| AuthFileError::Read {
+            path: path.clone(),
             source,
         })?;
-        let creds = Credentials::parse(&text, &self.path)?;
+        let creds = Credentials::parse(&text, path)?;
         let (t, k) = creds.counts();
         match self.creds.write() {
             Ok(mut g) => *g = Arc::new(creds),
             Err(p) => *p.into_inner() = Arc::new(creds),
         }
-        tracing::info!(path = %self.path.display(), tokens = t, s3_keys = k, "auth file reloaded");
+        tracing::info!(path = %path.display(), tokens = t, s3_keys = k, "auth file reloaded");
         Ok(())
     }
 }

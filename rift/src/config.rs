@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::fleet::{FleetConfig, Secret};
 use crate::tls::TlsFiles;
 use crate::units::{parse_duration, parse_size, UnitError};
 
@@ -28,6 +29,11 @@ pub const EXAMPLE: &str = r#"EXAMPLE:
   origin_endpoint = "https://storage.yandexcloud.net"
   origin_region = "ru-central1"
   origin_bucket = "runner-cache"
+  # Trust the runners MotherGoose creates (their access key is the runner id); the token
+  # from `mothergoose token rift` goes in this 0600 file or in $RIFT_MOTHERGOOSE_TOKEN.
+  mothergoose_url = "https://mothergoose.internal:8443"
+  mothergoose_token_file = "/etc/rift/mothergoose-token"
+  mothergoose_ca = "/etc/rift/mothergoose-ca.pem"   # when its certificate is private
 
   # /etc/rift/auth.toml (reloaded on SIGHUP or when it changes)
   tokens = ["glrt-..."]
@@ -37,6 +43,8 @@ pub const EXAMPLE: &str = r#"EXAMPLE:
 
   $ rift --config /etc/rift/rift.toml
   $ RIFT_LISTEN=127.0.0.1:9000 rift --data-dir /tmp/rift --auth-file auth.toml
+  $ RIFT_MOTHERGOOSE_TOKEN_FILE=/etc/rift/mothergoose-token \
+      rift --data-dir /var/lib/rift --mothergoose-url https://mothergoose.internal:8443
 
   gitlab-runner config.toml:
   [runners.cache]
@@ -69,7 +77,8 @@ pub struct Cli {
     /// Directory for cached objects [default: ./rift-data].
     #[arg(long, env = "RIFT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// TOML file with bearer tokens and S3 key pairs (required).
+    /// TOML file with bearer tokens and S3 key pairs (required unless --mothergoose-url is
+    /// set; both may be used at once).
     #[arg(long, env = "RIFT_AUTH_FILE")]
     pub auth_file: Option<PathBuf>,
     /// Total cache size; least recently used objects are evicted beyond it [default: 10GiB].
@@ -143,10 +152,41 @@ pub struct Cli {
     /// Time allowed to connect to the origin and receive its response head [default: 10s].
     #[arg(long, env = "RIFT_ORIGIN_TIMEOUT")]
     pub origin_timeout: Option<String>,
+    /// MotherGoose's URL: accept the S3 keys and tokens of the runners it created while they
+    /// live (asked with POST /rift/verify). Its token comes from $RIFT_MOTHERGOOSE_TOKEN or
+    /// --mothergoose-token-file, never from the command line.
+    #[arg(long, env = "RIFT_MOTHERGOOSE_URL")]
+    pub mothergoose_url: Option<String>,
+    /// File holding Rift's MotherGoose token (`mothergoose token rift`); keep it mode 0600.
+    #[arg(long, env = "RIFT_MOTHERGOOSE_TOKEN_FILE")]
+    pub mothergoose_token_file: Option<PathBuf>,
+    /// PEM CA of MotherGoose's certificate, when it is not publicly trusted.
+    #[arg(long, env = "RIFT_MOTHERGOOSE_CA")]
+    pub mothergoose_ca: Option<PathBuf>,
+    /// Time allowed for a MotherGoose lookup [default: 5s].
+    #[arg(long, env = "RIFT_MOTHERGOOSE_TIMEOUT")]
+    pub mothergoose_timeout: Option<String>,
+    /// Longest time MotherGoose's "the runner lives" is trusted; a terminated runner is
+    /// refused within it (at most 30s) [default: 15s].
+    #[arg(long, env = "RIFT_FLEET_ALLOW_TTL")]
+    pub fleet_allow_ttl: Option<String>,
+    /// Longest time MotherGoose's "no such runner" is trusted [default: 5s].
+    #[arg(long, env = "RIFT_FLEET_DENY_TTL")]
+    pub fleet_deny_ttl: Option<String>,
+    /// MotherGoose lookups per second of runner ids not seen before (bursts of twice as
+    /// many); 0 disables the limit [default: 20].
+    #[arg(long, env = "RIFT_FLEET_LOOKUP_RATE")]
+    pub fleet_lookup_rate: Option<u32>,
     /// Log filter (tracing EnvFilter syntax) [default: info].
     #[arg(long, env = "RIFT_LOG")]
     pub log: Option<String>,
 }
+
+/// The environment variable holding Rift's MotherGoose token.
+pub const TOKEN_ENV: &str = "RIFT_MOTHERGOOSE_TOKEN";
+
+/// Longest `fleet_allow_ttl` accepted: a terminated runner is refused within it.
+pub const MAX_ALLOW_TTL: Duration = Duration::from_secs(30);
 
 /// A size or duration in the config file: a string (`"5GiB"`) or a number.
 #[derive(Debug, Clone, Deserialize)]
@@ -194,6 +234,13 @@ struct FileConfig {
     origin_access_key: Option<String>,
     origin_secret_key: Option<String>,
     origin_timeout: Option<Human>,
+    mothergoose_url: Option<String>,
+    mothergoose_token_file: Option<PathBuf>,
+    mothergoose_ca: Option<PathBuf>,
+    mothergoose_timeout: Option<Human>,
+    fleet_allow_ttl: Option<Human>,
+    fleet_deny_ttl: Option<Human>,
+    fleet_lookup_rate: Option<u32>,
     log: Option<String>,
 }
 
@@ -228,7 +275,8 @@ pub enum ConfigError {
     /// A required setting is missing.
     #[error("missing setting: {0}")]
     #[diagnostic(help(
-        "pass --auth-file, set RIFT_AUTH_FILE, or put auth_file in the config file"
+        "pass --auth-file (RIFT_AUTH_FILE, auth_file in the config file), --mothergoose-url \
+         (RIFT_MOTHERGOOSE_URL) with RIFT_MOTHERGOOSE_TOKEN or --mothergoose-token-file, or both"
     ))]
     Missing(&'static str),
     /// A setting has an invalid value.
@@ -299,8 +347,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Object directory.
     pub data_dir: PathBuf,
-    /// Auth file.
-    pub auth_file: PathBuf,
+    /// Auth file (tokens and S3 keys with full access).
+    pub auth_file: Option<PathBuf>,
     /// Total cache size limit.
     pub max_cache_size: u64,
     /// Largest object.
@@ -335,6 +383,8 @@ pub struct Config {
     pub docker_upstream: Option<DockerUpstream>,
     /// Pull-through origin.
     pub origin: Option<OriginConfig>,
+    /// MotherGoose, when Rift trusts the fleet's runners.
+    pub fleet: Option<FleetConfig>,
     /// Log filter.
     pub log: String,
 }
@@ -343,9 +393,18 @@ impl Config {
     /// Defaults for everything but the data directory and the auth file.
     pub fn new(data_dir: impl Into<PathBuf>, auth_file: impl Into<PathBuf>) -> Self {
         Config {
+            auth_file: Some(auth_file.into()),
+            ..Config::without_auth_file(data_dir)
+        }
+    }
+
+    /// Defaults, without an auth file (for a Rift that trusts only the fleet, see
+    /// [`Config::fleet`]).
+    pub fn without_auth_file(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
             data_dir: data_dir.into(),
-            auth_file: auth_file.into(),
+            auth_file: None,
             max_cache_size: 10 << 30,
             max_object_size: 5 << 30,
             max_age: None,
@@ -363,13 +422,22 @@ impl Config {
             docker_listen: None,
             docker_upstream: None,
             origin: None,
+            fleet: None,
             log: "info".to_string(),
         }
     }
 
     /// Resolves flags and environment (already merged by clap) over the config file over the
-    /// defaults.
+    /// defaults; the MotherGoose token, if any, is read from [`TOKEN_ENV`].
     pub fn resolve(cli: Cli) -> Result<Self, ConfigError> {
+        let token = std::env::var(TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty());
+        Config::resolve_with_token(cli, token.map(Secret::new))
+    }
+
+    /// [`Config::resolve`] with the token of the environment given.
+    pub fn resolve_with_token(cli: Cli, env_token: Option<Secret>) -> Result<Self, ConfigError> {
         let file = match &cli.config {
             Some(p) => load_file(p)?,
             None => FileConfig::default(),
@@ -384,15 +452,12 @@ impl Config {
                 .map(|s| parse_duration(&s).map_err(|source| ConfigError::Unit { field, source }))
                 .transpose()
         };
-        let auth_file = cli
-            .auth_file
-            .or(file.auth_file)
-            .ok_or(ConfigError::Missing("auth_file"))?;
         let data_dir = cli
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("rift-data"));
-        let mut c = Config::new(data_dir, auth_file);
+        let mut c = Config::without_auth_file(data_dir);
+        c.auth_file = cli.auth_file.or(file.auth_file);
         if let Some(v) = cli.listen.or(file.listen) {
             c.listen = v;
         }
@@ -493,6 +558,20 @@ impl Config {
                     .unwrap_or(Duration::from_secs(10)),
             });
         }
+        c.fleet = fleet_config(FleetSources {
+            url: cli.mothergoose_url.or(file.mothergoose_url),
+            token_file: cli.mothergoose_token_file.or(file.mothergoose_token_file),
+            env_token,
+            ca: cli.mothergoose_ca.or(file.mothergoose_ca),
+            timeout: dur(
+                "mothergoose_timeout",
+                cli.mothergoose_timeout,
+                file.mothergoose_timeout,
+            )?,
+            allow_ttl: dur("fleet_allow_ttl", cli.fleet_allow_ttl, file.fleet_allow_ttl)?,
+            deny_ttl: dur("fleet_deny_ttl", cli.fleet_deny_ttl, file.fleet_deny_ttl)?,
+            lookup_rate: cli.fleet_lookup_rate.or(file.fleet_lookup_rate),
+        })?;
         if let Some(v) = cli.log.or(file.log) {
             c.log = v;
         }
@@ -502,6 +581,12 @@ impl Config {
 
     /// Checks cross-field constraints.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.auth_file.is_none() && self.fleet.is_none() {
+            return Err(ConfigError::Missing("auth_file"));
+        }
+        if let Some(f) = &self.fleet {
+            validate_fleet(f)?;
+        }
         if self.docker_listen.is_some() && self.docker_upstream.is_none() {
             return Err(ConfigError::Invalid {
                 field: "docker_upstream",
@@ -528,6 +613,109 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The MotherGoose settings as given, before defaults.
+struct FleetSources {
+    url: Option<String>,
+    token_file: Option<PathBuf>,
+    env_token: Option<Secret>,
+    ca: Option<PathBuf>,
+    timeout: Option<Duration>,
+    allow_ttl: Option<Duration>,
+    deny_ttl: Option<Duration>,
+    lookup_rate: Option<u32>,
+}
+
+/// The fleet credential source: on with a URL, which then needs exactly one token source.
+fn fleet_config(s: FleetSources) -> Result<Option<FleetConfig>, ConfigError> {
+    let invalid = |message: &str| ConfigError::Invalid {
+        field: "mothergoose_url",
+        message: message.to_string(),
+    };
+    let Some(url) = s.url else {
+        if s.token_file.is_some() || s.ca.is_some() {
+            return Err(invalid(
+                "mothergoose_token_file or mothergoose_ca is set but mothergoose_url is not",
+            ));
+        }
+        return Ok(None);
+    };
+    let token = match (s.token_file, s.env_token) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(&format!(
+                "set {TOKEN_ENV} or mothergoose_token_file, not both"
+            )))
+        }
+        (None, None) => {
+            return Err(invalid(&format!(
+                "needs Rift's token (`mothergoose token rift`) in {TOKEN_ENV} or in the file \
+                 named by mothergoose_token_file"
+            )))
+        }
+        (None, Some(t)) => t,
+        (Some(path), None) => read_token(&path)?,
+    };
+    let mut f = FleetConfig::new(url.trim_end_matches('/'), token);
+    f.ca = s.ca;
+    if let Some(t) = s.timeout {
+        f.timeout = t;
+    }
+    if let Some(t) = s.allow_ttl {
+        f.allow_ttl = t;
+    }
+    if let Some(t) = s.deny_ttl {
+        f.deny_ttl = t;
+    }
+    if let Some(r) = s.lookup_rate {
+        f.lookup_rate = r;
+    }
+    Ok(Some(f))
+}
+
+/// Reads the token file (surrounding whitespace ignored).
+fn read_token(path: &Path) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ConfigError::Invalid {
+            field: "mothergoose_token_file",
+            message: format!("{} is empty", path.display()),
+        });
+    }
+    Ok(Secret::new(token))
+}
+
+fn validate_fleet(f: &FleetConfig) -> Result<(), ConfigError> {
+    let invalid = |field: &'static str, message: String| ConfigError::Invalid { field, message };
+    match reqwest::Url::parse(&f.url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        _ => {
+            return Err(invalid(
+                "mothergoose_url",
+                format!(
+                    "`{}`: use https://HOST[:PORT] (or http:// on a private network)",
+                    f.url
+                ),
+            ))
+        }
+    }
+    if f.allow_ttl > MAX_ALLOW_TTL {
+        return Err(invalid(
+            "fleet_allow_ttl",
+            format!(
+                "at most {}s, so that a terminated runner is refused in time",
+                MAX_ALLOW_TTL.as_secs()
+            ),
+        ));
+    }
+    if f.timeout.is_zero() {
+        return Err(invalid("mothergoose_timeout", "must be positive".into()));
+    }
+    Ok(())
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -567,7 +755,8 @@ mod tests {
         assert_eq!(c.max_cache_size, 1 << 30);
         assert_eq!(c.max_object_size, 1000);
         assert_eq!(c.max_age, Some(Duration::from_secs(172_800)));
-        assert_eq!(c.auth_file, PathBuf::from("/a"));
+        assert_eq!(c.auth_file, Some(PathBuf::from("/a")));
+        assert!(c.fleet.is_none());
         assert!(c.origin.is_none());
     }
 
@@ -658,6 +847,91 @@ mod tests {
             Config::resolve(cli),
             Err(ConfigError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn fleet_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "gsk_secret-token\n").unwrap();
+        let parse = |args: &[&str], env: Option<&str>| {
+            let cli =
+                Cli::try_parse_from(std::iter::once("rift").chain(args.iter().copied())).unwrap();
+            Config::resolve_with_token(cli, env.map(Secret::new))
+        };
+        // MotherGoose alone is enough; the token comes from the environment or a file.
+        let c = parse(
+            &["--mothergoose-url", "https://mg.internal:8443/"],
+            Some("gsk_x"),
+        )
+        .unwrap();
+        assert!(c.auth_file.is_none());
+        let f = c.fleet.unwrap();
+        assert_eq!(f.url, "https://mg.internal:8443");
+        assert_eq!(f.token.expose(), "gsk_x");
+        assert_eq!(f.allow_ttl, Duration::from_secs(15));
+        assert!(!format!("{f:?}").contains("gsk_x"), "the token never shows");
+        let c = parse(
+            &[
+                "--auth-file",
+                "/a",
+                "--mothergoose-url",
+                "http://127.0.0.1:1",
+                "--mothergoose-token-file",
+                token.to_str().unwrap(),
+                "--fleet-allow-ttl",
+                "2s",
+                "--fleet-deny-ttl",
+                "1s",
+                "--fleet-lookup-rate",
+                "0",
+            ],
+            None,
+        )
+        .unwrap();
+        let f = c.fleet.unwrap();
+        assert_eq!(f.token.expose(), "gsk_secret-token");
+        assert_eq!(
+            (f.allow_ttl, f.deny_ttl, f.lookup_rate),
+            (Duration::from_secs(2), Duration::from_secs(1), 0)
+        );
+        // Mistakes are reported, naming the setting.
+        let token_arg = token.to_str().unwrap();
+        for (args, env, what) in [
+            (
+                &["--mothergoose-url", "https://mg"][..],
+                None,
+                "RIFT_MOTHERGOOSE_TOKEN",
+            ),
+            (
+                &[
+                    "--mothergoose-url",
+                    "https://mg",
+                    "--mothergoose-token-file",
+                    token_arg,
+                ][..],
+                Some("gsk_x"),
+                "not both",
+            ),
+            (
+                &["--mothergoose-url", "mg:8443"][..],
+                Some("t"),
+                "mothergoose_url",
+            ),
+            (
+                &["--mothergoose-url", "https://mg", "--fleet-allow-ttl", "1m"][..],
+                Some("t"),
+                "fleet_allow_ttl",
+            ),
+            (
+                &["--auth-file", "/a", "--mothergoose-token-file", token_arg][..],
+                None,
+                "mothergoose_url is not",
+            ),
+        ] {
+            let e = parse(args, env).unwrap_err().to_string();
+            assert!(e.contains(what), "{args:?}: {e}");
+        }
     }
 
     #[test]

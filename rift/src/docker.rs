@@ -2,10 +2,11 @@
 //!
 //! Runners set `DOCKER_HOST=tcp://rift:PORT` and send their runner token in an
 //! `X-Rift-Token` header (the Docker CLI adds it from `HttpHeaders` in `config.json`) or as
-//! `Authorization: Bearer`. Rift checks the token, removes it, and forwards the request to the
-//! upstream daemon over a fresh HTTP/1.1 connection (unix socket or TCP). Bodies stream both
-//! ways; `101 Switching Protocols` answers (`attach`, `exec`, BuildKit sessions) are spliced
-//! into a bidirectional byte pipe.
+//! `Authorization: Bearer`: a token of the auth file, or a live runner's
+//! `<runner id>.<secret>` (checked with MotherGoose, see [`crate::fleet`]). Rift checks the
+//! token, removes it, and forwards the request to the upstream daemon over a fresh HTTP/1.1
+//! connection (unix socket or TCP). Bodies stream both ways; `101 Switching Protocols`
+//! answers (`attach`, `exec`, BuildKit sessions) are spliced into a bidirectional byte pipe.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -124,7 +125,23 @@ pub async fn handle(
         );
         return Ok(r);
     }
-    let authorized = token_of(req.headers()).is_some_and(|t| state.auth.current().check_token(t));
+    let principal = match token_of(req.headers()) {
+        Some(t) => crate::server::token_principal(&state, t).await,
+        None => Ok(None),
+    };
+    let authorized = match principal {
+        Ok(p) => p.is_some(),
+        Err(e) => {
+            tracing::debug!(error = %e, "docker token not verified");
+            let mut r = docker_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Rift: cannot verify the runner token now (MotherGoose does not answer); retry later",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(r);
+        }
+    };
     if !authorized {
         state.auth_failure(peer, "docker");
         return Ok(docker_error(

@@ -1,10 +1,13 @@
 //! Errors returned to clients: S3-style XML `<Error>` documents with the status codes S3 uses,
-//! except that every authentication failure is `401 Unauthorized` (Property 21).
+//! except that every authentication failure is `401 Unauthorized` (Property 21). An
+//! authenticated runner outside its egg's prefix gets `403 AccessDenied`; a credential that
+//! cannot be checked because MotherGoose does not answer gets `503` with `Retry-After`.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
 
+use crate::fleet::FleetError;
 use crate::sigv4::SigError;
 use crate::store::StoreError;
 
@@ -74,6 +77,12 @@ impl ApiError {
             "AccessDenied",
             "Access Denied: invalid token",
         )
+    }
+
+    /// 403 for an authenticated request outside what its credential may use.
+    pub fn access_denied(resource: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "AccessDenied", "Access Denied")
+            .with_resource(resource)
     }
 
     /// 429 while a client is locked out after repeated auth failures.
@@ -176,6 +185,26 @@ impl From<SigError> for ApiError {
             other => other.to_string(),
         };
         ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+}
+
+impl From<FleetError> for ApiError {
+    fn from(e: FleetError) -> Self {
+        tracing::debug!(error = %e, "runner credential not verified");
+        let mut r = match e {
+            FleetError::Throttled => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SlowDown",
+                "Please reduce your request rate.",
+            ),
+            _ => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "Rift cannot verify runner credentials now; retry later",
+            ),
+        };
+        r.retry_after = Some(1);
+        r
     }
 }
 

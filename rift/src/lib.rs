@@ -9,6 +9,10 @@
 //! * a **Docker Engine API proxy** on a separate listener, so runners can set `DOCKER_HOST`
 //!   to Rift and have their requests authenticated and forwarded to an upstream daemon.
 //!
+//! Credentials come from an auth file ([`auth`], full access) and, with MotherGoose
+//! configured, from the fleet ([`fleet`]): a live runner's own S3 key and token, limited to
+//! its egg's prefix.
+//!
 //! Objects live on disk ([`store::Store`]), are written atomically (temporary file, checksum,
 //! rename), evicted least-recently-used first by total size and optionally by age, and found
 //! again after a restart. On a miss, an optional S3 origin ([`origin::Origin`]) is consulted
@@ -22,6 +26,7 @@ pub mod config;
 pub mod docker;
 pub mod error;
 pub mod etag;
+pub mod fleet;
 pub mod metrics;
 pub mod multipart;
 pub mod origin;

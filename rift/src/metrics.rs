@@ -45,6 +45,16 @@ pub struct Metrics {
     pub auth_reload_errors: AtomicU64,
     /// HTTP requests received on all listeners.
     pub requests: AtomicU64,
+    /// Runner lookups sent to MotherGoose.
+    pub fleet_lookups: AtomicU64,
+    /// Runner lookups answered from the cache of MotherGoose's answers.
+    pub fleet_cache_hits: AtomicU64,
+    /// MotherGoose answers "no such live runner".
+    pub fleet_denied: AtomicU64,
+    /// Runner lookups that failed (MotherGoose unreachable, refusing Rift's token, backed off).
+    pub fleet_errors: AtomicU64,
+    /// Lookups of unknown runners not sent because of the rate limit.
+    pub fleet_throttled: AtomicU64,
 }
 
 /// A point-in-time view of the store, rendered as gauges.
@@ -71,7 +81,7 @@ impl Metrics {
 
     /// Renders all counters and the given gauges in the Prometheus text format.
     pub fn render(&self, gauges: StoreGauges) -> String {
-        let counters: [(&str, &str, &AtomicU64); 19] = [
+        let counters: [(&str, &str, &AtomicU64); 24] = [
             (
                 "rift_cache_hits_total",
                 "Object reads served from the local cache.",
@@ -166,6 +176,31 @@ impl Metrics {
                 "rift_http_requests_total",
                 "HTTP requests received.",
                 &self.requests,
+            ),
+            (
+                "rift_fleet_lookups_total",
+                "Runner lookups sent to MotherGoose.",
+                &self.fleet_lookups,
+            ),
+            (
+                "rift_fleet_cache_hits_total",
+                "Runner lookups answered from cached MotherGoose answers.",
+                &self.fleet_cache_hits,
+            ),
+            (
+                "rift_fleet_denied_total",
+                "MotherGoose answers that a runner is not live.",
+                &self.fleet_denied,
+            ),
+            (
+                "rift_fleet_errors_total",
+                "Runner lookups that failed (MotherGoose unreachable or refusing Rift).",
+                &self.fleet_errors,
+            ),
+            (
+                "rift_fleet_throttled_total",
+                "Lookups of unknown runners refused by the rate limit.",
+                &self.fleet_throttled,
             ),
         ];
         let mut out = String::with_capacity(4096);

@@ -23,9 +23,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::either::Either;
 
-use crate::auth::{AuthFileError, AuthState, RateLimitConfig, RateLimiter};
+use crate::auth::{AuthFileError, AuthState, Principal, RateLimitConfig, RateLimiter};
 use crate::config::Config;
 use crate::error::{empty, full, ApiError, Body, BoxError};
+use crate::fleet::{Fleet, FleetError, FleetSetupError, Verdict};
 use crate::metrics::Metrics;
 use crate::origin::Origin;
 use crate::reload::{spawn_reloader, Reloadable};
@@ -44,8 +45,10 @@ pub struct AppState {
     pub config: Config,
     /// The object store.
     pub store: Arc<Store>,
-    /// Credentials.
+    /// Credentials of the auth file.
     pub auth: Arc<AuthState>,
+    /// The fleet's runners, verified with MotherGoose.
+    pub fleet: Option<Fleet>,
     /// Auth failure limiter.
     pub limiter: RateLimiter,
     /// Counters.
@@ -78,6 +81,10 @@ pub enum StartError {
         "the auth file is TOML with `tokens = [..]` and [[s3_keys]] tables; see `rift --help`"
     ))]
     Auth(#[from] AuthFileError),
+    /// The MotherGoose client could not be set up.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Fleet(#[from] FleetSetupError),
     /// The TLS certificate or key could not be used.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -146,7 +153,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let store = tokio::task::spawn_blocking(move || Store::open(store_cfg, m))
         .await
         .map_err(|e| StoreError::Task(e.to_string()))??;
-    let auth = Arc::new(AuthState::load(&config.auth_file)?);
+    let auth = Arc::new(match &config.auth_file {
+        Some(path) => AuthState::load(path)?,
+        None => AuthState::empty(),
+    });
+    let fleet = config
+        .fleet
+        .as_ref()
+        .map(|f| Fleet::new(f, Arc::clone(&metrics)))
+        .transpose()?;
     let certs = config
         .tls
         .as_ref()
@@ -187,6 +202,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config,
         store,
         auth,
+        fleet,
         metrics,
         origin,
         started: chrono::Utc::now().timestamp(),
@@ -194,7 +210,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         created_buckets: Mutex::new(BTreeSet::new()),
     });
     let (tx, rx) = watch::channel(false);
-    let mut reloadable: Vec<Arc<dyn Reloadable>> = vec![Arc::clone(&state.auth) as _];
+    let mut reloadable: Vec<Arc<dyn Reloadable>> = Vec::new();
+    if state.config.auth_file.is_some() {
+        reloadable.push(Arc::clone(&state.auth) as _);
+    }
     if let Some(c) = certs {
         reloadable.push(c);
     }
@@ -242,7 +261,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             }
         }));
     }
-    tracing::info!(%addr, docker = ?docker_addr, tls = state.config.tls.is_some(), origin = state.origin.is_some(), "rift listening");
+    let mothergoose = state.config.fleet.as_ref().map(|f| f.url.as_str());
+    if mothergoose.is_some_and(|u| u.starts_with("http://")) {
+        tracing::warn!("MotherGoose is reached over plain HTTP: Rift's token and runner secrets cross the network unencrypted");
+    }
+    tracing::info!(%addr, docker = ?docker_addr, tls = state.config.tls.is_some(), origin = state.origin.is_some(), mothergoose, "rift listening");
     Ok(Running {
         addr,
         docker_addr,
@@ -453,16 +476,18 @@ async fn route(
     let sig = sigv4::is_sigv4(req.headers(), query);
     if !sig {
         if let Some(raw_key) = path.strip_prefix("/cache/") {
-            let ok = bearer(req.headers()).is_some_and(|t| state.auth.check_token(t));
-            if !ok {
+            let Some(token) = bearer(req.headers()) else {
                 state.auth_failure(peer, "cache");
-                return Err(if bearer(req.headers()).is_some() {
-                    ApiError::bad_token()
-                } else {
-                    ApiError::unauthenticated()
-                });
-            }
+                return Err(ApiError::unauthenticated());
+            };
+            let Some(principal) = token_principal(state, token).await? else {
+                state.auth_failure(peer, "cache");
+                return Err(ApiError::bad_token());
+            };
             let key = decode_path(raw_key)?;
+            if !principal.may_use(&key) {
+                return Err(ApiError::access_denied(format!("/{PLAIN_BUCKET}/{key}")));
+            }
             return object(state, req, PLAIN_BUCKET, &key, Authn::Bearer, &[]).await;
         }
         state.auth_failure(peer, "s3");
@@ -470,6 +495,63 @@ async fn route(
     }
     // SigV4 requests have their own (boxed) future: the bearer path stays small to move.
     Box::pin(route_s3(state, peer, req, path, query)).await
+}
+
+/// Who a bearer token belongs to: a token of the auth file, or a live runner's
+/// `<runner id>.<secret>`; `None` for neither.
+pub(crate) async fn token_principal(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<Principal>, FleetError> {
+    if state.auth.check_token(token) {
+        return Ok(Some(Principal::Operator));
+    }
+    match &state.fleet {
+        Some(fleet) => Ok(Box::pin(fleet.check_token(token))
+            .await?
+            .map(Principal::Runner)),
+        None => Ok(None),
+    }
+}
+
+/// Verifies a SigV4 signature with the secret of its access key: from the auth file, else
+/// (with MotherGoose configured) the secret of the live runner with that id.
+async fn authenticate_s3(
+    state: &Arc<AppState>,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+    path: &str,
+    query: Option<&str>,
+) -> Result<(Principal, PayloadHash), ApiError> {
+    let fail = |e: sigv4::SigError| {
+        state.auth_failure(peer, "s3");
+        ApiError::from(e)
+    };
+    let skew = chrono::Duration::from_std(state.config.clock_skew)
+        .unwrap_or_else(|_| chrono::Duration::minutes(15));
+    let sreq = SigRequest {
+        method: req.method().as_str(),
+        path,
+        query,
+        headers: req.headers(),
+    };
+    let signed = sigv4::prepare(sreq, chrono::Utc::now(), skew).map_err(fail)?;
+    let own = state.auth.current();
+    if let Some(secret) = own.secret_for(signed.access_key()) {
+        let v = signed.verify(secret).map_err(fail)?;
+        return Ok((Principal::Operator, v.payload));
+    }
+    drop(own);
+    let Some(fleet) = &state.fleet else {
+        return Err(fail(sigv4::SigError::InvalidAccessKey));
+    };
+    match Box::pin(fleet.lookup(signed.access_key())).await? {
+        Verdict::Allowed(grant) => {
+            let v = signed.verify(grant.secret()).map_err(fail)?;
+            Ok((Principal::Runner(grant), v.payload))
+        }
+        Verdict::Denied => Err(fail(sigv4::SigError::InvalidAccessKey)),
+    }
 }
 
 /// A request signed with SigV4: verified, then routed to the bucket or object operation.
@@ -480,33 +562,14 @@ async fn route_s3(
     path: &str,
     query: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
-    let verified = {
-        let creds = state.auth.current();
-        let skew = chrono::Duration::from_std(state.config.clock_skew)
-            .unwrap_or_else(|_| chrono::Duration::minutes(15));
-        sigv4::verify(
-            SigRequest {
-                method: req.method().as_str(),
-                path,
-                query,
-                headers: req.headers(),
-            },
-            |ak| creds.secret_for(ak),
-            chrono::Utc::now(),
-            skew,
-        )
-    };
-    let verified = match verified {
-        Ok(v) => v,
-        Err(e) => {
-            state.auth_failure(peer, "s3");
-            return Err(e.into());
-        }
-    };
+    let (principal, payload) = authenticate_s3(state, peer, &req, path, query).await?;
     let q = query_map(query);
     let decoded = decode_path(path)?;
     let trimmed = decoded.strip_prefix('/').unwrap_or(&decoded);
     if trimmed.is_empty() {
+        if !principal.is_operator() {
+            return Err(ApiError::access_denied("/"));
+        }
         return match *req.method() {
             Method::GET => {
                 let mut names: BTreeSet<String> = state.store.buckets().into_iter().collect();
@@ -534,9 +597,12 @@ async fn route_s3(
         .with_resource(format!("/{bucket}")));
     }
     if key.is_empty() {
-        return bucket_op(state, req, bucket, &q).await;
+        return bucket_op(state, req, bucket, &q, &principal).await;
     }
-    object(state, req, bucket, key, Authn::SigV4(verified.payload), &q).await
+    if !principal.may_use(key) {
+        return Err(ApiError::access_denied(format!("/{bucket}/{key}")));
+    }
+    object(state, req, bucket, key, Authn::SigV4(payload), &q).await
 }
 
 fn bearer(h: &HeaderMap) -> Option<&str> {
@@ -589,7 +655,9 @@ async fn bucket_op(
     req: Request<Incoming>,
     bucket: &str,
     q: &[(String, String)],
+    principal: &Principal,
 ) -> Result<Response<Body>, ApiError> {
+    let denied = || ApiError::access_denied(format!("/{bucket}"));
     match *req.method() {
         Method::GET | Method::HEAD if qhas(q, "location") => Ok(xml(
             StatusCode::OK,
@@ -605,8 +673,12 @@ async fn bucket_op(
                     return Err(ApiError::not_implemented(&format!("bucket ?{sub}")));
                 }
             }
+            if !principal.may_use(qget(q, "prefix").unwrap_or("")) {
+                return Err(denied());
+            }
             list_objects(state, bucket, q)
         }
+        Method::PUT | Method::DELETE if !principal.is_operator() => Err(denied()),
         Method::PUT => {
             state
                 .created_buckets
@@ -640,7 +712,7 @@ async fn bucket_op(
                 .remove(bucket);
             Ok(status_only(StatusCode::NO_CONTENT))
         }
-        Method::POST if qhas(q, "delete") => delete_objects(state, req, bucket).await,
+        Method::POST if qhas(q, "delete") => delete_objects(state, req, bucket, principal).await,
         _ => Err(method_not_allowed()),
     }
 }
@@ -652,6 +724,7 @@ async fn delete_objects(
     state: &Arc<AppState>,
     req: Request<Incoming>,
     bucket: &str,
+    principal: &Principal,
 ) -> Result<Response<Body>, ApiError> {
     let limited = http_body_util::Limited::new(req.into_body(), MAX_DELETE_BODY);
     let body = limited
@@ -663,6 +736,10 @@ async fn delete_objects(
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "MalformedXML", "body is not UTF-8"))?;
     let parsed = s3::parse_delete(text)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "MalformedXML", e))?;
+    // All or nothing: one key outside the principal's prefix refuses the whole request.
+    if let Some(o) = parsed.objects.iter().find(|o| !principal.may_use(&o.key)) {
+        return Err(ApiError::access_denied(format!("/{bucket}/{}", o.key)));
+    }
     let mut deleted = Vec::with_capacity(parsed.objects.len());
     for o in parsed.objects {
         let full_key = format!("{bucket}/{}", o.key);

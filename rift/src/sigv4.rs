@@ -333,13 +333,28 @@ fn parse_request<'a>(req: SigRequest<'a>) -> Result<Parsed<'a>, SigError> {
     }
 }
 
-/// Verifies a SigV4-signed request. `secret_for` looks up the secret of an access key.
-pub fn verify<'s>(
+/// A SigV4 request whose shape and time have been checked, waiting for the secret of its
+/// access key: the secret can be looked up (in the auth file, or asynchronously elsewhere)
+/// between [`prepare`] and [`Signed::verify`].
+pub struct Signed<'a> {
+    p: Parsed<'a>,
+}
+
+impl std::fmt::Debug for Signed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signed")
+            .field("access_key", &self.access_key())
+            .field("presigned", &self.p.presigned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses a SigV4-signed request and checks its time, before any key lookup (as S3 does).
+pub fn prepare(
     req: SigRequest<'_>,
-    secret_for: impl Fn(&str) -> Option<&'s str>,
     now: DateTime<Utc>,
     skew: chrono::Duration,
-) -> Result<Verified, SigError> {
+) -> Result<Signed<'_>, SigError> {
     let p = parse_request(req)?;
     let scope = parse_scope(&p.credential)?;
     let t = parse_amz_date(&p.amz_date)?;
@@ -358,8 +373,19 @@ pub fn verify<'s>(
     {
         return Err(SigError::Malformed("SignedHeaders"));
     }
-    // Time checks come before the key lookup, as S3 does.
-    match p.expires {
+    check_time(t, p.expires, now, skew)?;
+    Ok(Signed { p })
+}
+
+/// A header-signed request must be within the skew window; a presigned one must not be
+/// expired (nor dated in the future beyond the window).
+fn check_time(
+    t: DateTime<Utc>,
+    expires: Option<i64>,
+    now: DateTime<Utc>,
+    skew: chrono::Duration,
+) -> Result<(), SigError> {
+    match expires {
         Some(expires) => {
             if t > now + skew {
                 return Err(SigError::TimeSkewed);
@@ -374,34 +400,57 @@ pub fn verify<'s>(
             }
         }
     }
-    let secret = secret_for(scope.access_key).ok_or(SigError::InvalidAccessKey)?;
-    let provided = parse_signature(&p.signature)?;
-    let key = signing_key(secret, scope.date, scope.region, scope.service);
-    let cquery = canonical_query(&p.pairs, p.presigned);
-    let cheaders = canonical_headers(p.req.headers, &signed);
-    let scope_str = format!(
-        "{}/{}/{}/aws4_request",
-        scope.date, scope.region, scope.service
-    );
-    let mut ok = subtle::Choice::from(0u8);
-    for uri in canonical_uris(p.req.path) {
-        let creq = format!(
-            "{}\n{}\n{}\n{}\n{}\n{}",
-            p.req.method, uri, cquery, cheaders, p.signed_headers, p.payload
-        );
-        let sts = format!(
-            "{ALGORITHM}\n{}\n{}\n{}",
-            p.amz_date,
-            scope_str,
-            sha256_hex(creq.as_bytes())
-        );
-        let sig = hmac(&key, sts.as_bytes());
-        ok |= sig.ct_eq(&provided);
+    Ok(())
+}
+
+impl Signed<'_> {
+    /// The access key named in the credential scope (not yet proven: see [`Signed::verify`]).
+    pub fn access_key(&self) -> &str {
+        parse_scope(&self.p.credential).map_or("", |s| s.access_key)
     }
-    if !bool::from(ok) {
-        return Err(SigError::SignatureMismatch);
+
+    /// Checks the signature against `secret`, the secret key of [`Signed::access_key`].
+    pub fn verify(&self, secret: &str) -> Result<Verified, SigError> {
+        let p = &self.p;
+        let scope = parse_scope(&p.credential)?;
+        let provided = parse_signature(&p.signature)?;
+        let key = signing_key(secret, scope.date, scope.region, scope.service);
+        let signed: Vec<&str> = p.signed_headers.split(';').collect();
+        let cquery = canonical_query(&p.pairs, p.presigned);
+        let cheaders = canonical_headers(p.req.headers, &signed);
+        let scope_str = format!(
+            "{}/{}/{}/aws4_request",
+            scope.date, scope.region, scope.service
+        );
+        let mut ok = subtle::Choice::from(0u8);
+        for uri in canonical_uris(p.req.path) {
+            let creq = format!(
+                "{}\n{}\n{}\n{}\n{}\n{}",
+                p.req.method, uri, cquery, cheaders, p.signed_headers, p.payload
+            );
+            let sts = format!(
+                "{ALGORITHM}\n{}\n{}\n{}",
+                p.amz_date,
+                scope_str,
+                sha256_hex(creq.as_bytes())
+            );
+            let sig = hmac(&key, sts.as_bytes());
+            ok |= sig.ct_eq(&provided);
+        }
+        if !bool::from(ok) {
+            return Err(SigError::SignatureMismatch);
+        }
+        Ok(Verified {
+            access_key: scope.access_key.to_string(),
+            payload: payload_hash(p, key, scope_str)?,
+            presigned: p.presigned,
+        })
     }
-    let payload = if p.payload == UNSIGNED_PAYLOAD {
+}
+
+/// How the body of a verified request is covered.
+fn payload_hash(p: &Parsed<'_>, key: [u8; 32], scope: String) -> Result<PayloadHash, SigError> {
+    Ok(if p.payload == UNSIGNED_PAYLOAD {
         PayloadHash::Unsigned
     } else if p.payload == "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
         || p.payload == "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
@@ -409,7 +458,7 @@ pub fn verify<'s>(
         PayloadHash::StreamingSigned(crate::chunked::ChunkSigning {
             key,
             amz_date: p.amz_date.clone(),
-            scope: scope_str,
+            scope,
             seed: p.signature.to_ascii_lowercase(),
         })
     } else if p.payload == "STREAMING-UNSIGNED-PAYLOAD-TRAILER" {
@@ -422,12 +471,19 @@ pub fn verify<'s>(
             h.try_into()
                 .map_err(|_| SigError::Malformed("x-amz-content-sha256"))?,
         )
-    };
-    Ok(Verified {
-        access_key: scope.access_key.to_string(),
-        payload,
-        presigned: p.presigned,
     })
+}
+
+/// Verifies a SigV4-signed request. `secret_for` looks up the secret of an access key.
+pub fn verify<'s>(
+    req: SigRequest<'_>,
+    secret_for: impl Fn(&str) -> Option<&'s str>,
+    now: DateTime<Utc>,
+    skew: chrono::Duration,
+) -> Result<Verified, SigError> {
+    let signed = prepare(req, now, skew)?;
+    let secret = secret_for(signed.access_key()).ok_or(SigError::InvalidAccessKey)?;
+    signed.verify(secret)
 }
 
 #[cfg(test)]

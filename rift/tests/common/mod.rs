@@ -48,7 +48,10 @@ impl TestServer {
 
     /// Path of the auth file.
     pub fn auth_path(&self) -> PathBuf {
-        self.config.auth_file.clone()
+        self.config
+            .auth_file
+            .clone()
+            .expect("test servers have an auth file")
     }
 
     /// A counter's value.
