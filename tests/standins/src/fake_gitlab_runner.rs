@@ -280,8 +280,11 @@ fn finish_gitlab_job(url: &str, id: u64, job_token: &str, exit: i32) {
     }
 }
 
+/// A job taken: its name, how it runs, and for a GitLab job its id and job token.
+type Taken = (String, Spec, Option<(u64, String)>);
+
 impl Source {
-    fn take(&mut self) -> Option<(String, Spec, Option<(u64, String)>)> {
+    fn take(&mut self) -> Option<Taken> {
         match self {
             Source::Folder(d) => take_job(d).map(|(n, s)| (n, s, None)),
             Source::GitLab {

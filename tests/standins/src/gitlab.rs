@@ -224,6 +224,23 @@ impl GitLab {
         delivery
     }
 
+    /// Delivers a stale Job Hook: the job as it stands but with `status` (an event that
+    /// arrives late, after newer ones); the job itself is not changed.
+    pub async fn deliver_stale(&self, job_id: u64, status: &str) {
+        let delivery = format!("{:032x}", rand_u128());
+        let shared = (self.world.clone(), self.http.clone(), self.url.clone());
+        let (targets, body) = {
+            let w = lock(&self.world);
+            let Some(j) = w.jobs.get(&job_id) else { return };
+            let mut stale = j.clone();
+            stale.status = status.into();
+            (hooks_of(&w, j.project_id), job_hook(&w, &stale, &self.url))
+        };
+        for h in targets {
+            send_hook(&shared, &h, "Job Hook", &delivery, &body).await;
+        }
+    }
+
     /// Delivers a job's hook again under the same delivery id (GitLab's retry).
     pub async fn redeliver(&self, job_id: u64, delivery: &str) {
         deliver_job(
@@ -287,20 +304,20 @@ pub fn job_hook(w: &World, j: &Job, base: &str) -> Value {
     })
 }
 
+/// The hooks of `project` that want job events.
+fn hooks_of(w: &World, project: u64) -> Vec<Hook> {
+    w.hooks
+        .values()
+        .filter(|h| h.project_id == project && h.events.get("job_events").copied().unwrap_or(false))
+        .cloned()
+        .collect()
+}
+
 async fn deliver_job(s: &Shared, job_id: u64, delivery: &str) {
     let (targets, body) = {
         let w = lock(&s.0);
         let Some(j) = w.jobs.get(&job_id) else { return };
-        let body = job_hook(&w, j, &s.2);
-        let targets: Vec<Hook> = w
-            .hooks
-            .values()
-            .filter(|h| {
-                h.project_id == j.project_id && h.events.get("job_events").copied().unwrap_or(false)
-            })
-            .cloned()
-            .collect();
-        (targets, body)
+        (hooks_of(&w, j.project_id), job_hook(&w, j, &s.2))
     };
     for h in targets {
         send_hook(s, &h, "Job Hook", delivery, &body).await;

@@ -1,0 +1,147 @@
+//! The checker: GitLab, the state store, the audit log, the fake agents' event logs and
+//! the local processes must tell the same story — every job ran once, on exactly one
+//! runner of an egg that serves it; every single-job runner was created once and ended
+//! once; nothing is left running (Property 31).
+
+use crate::{procs, System};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What the checker saw.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// GitLab jobs.
+    pub jobs: usize,
+    /// Runners in the store.
+    pub runners: usize,
+    /// Everything that does not agree.
+    pub problems: Vec<String>,
+}
+
+impl Report {
+    /// Panics with every problem, if any.
+    pub fn assert_clean(&self) {
+        assert!(
+            self.problems.is_empty(),
+            "{} problems:\n{}",
+            self.problems.len(),
+            self.problems.join("\n")
+        );
+    }
+}
+
+/// Compares the five sources once the system has settled (with the services still up or
+/// stopped). `expect_status` is the GitLab status every job must have ended with.
+pub async fn check(sys: &System, expect_status: &str) -> Report {
+    check_with(sys, |_| expect_status).await
+}
+
+/// [`check`] with the expected GitLab status given per job.
+pub async fn check_with<'a>(sys: &System, expect: impl Fn(u64) -> &'a str) -> Report {
+    let mut r = Report::default();
+    let jobs = sys.gitlab.with(|w| w.jobs.clone());
+    r.jobs = jobs.len();
+    let runners: BTreeMap<String, gosling_state::Runner> = sys
+        .store
+        .runners()
+        .await
+        .expect("runners")
+        .into_iter()
+        .map(|v| (v.item.id.clone(), v.item))
+        .collect();
+    r.runners = runners.len();
+    let records = sys.store.gitlab_jobs().await.expect("gitlab jobs");
+    let by_build: BTreeMap<u64, _> = records.iter().map(|v| (v.item.build_id, &v.item)).collect();
+    let audit = sys.store.audit_logs().await.expect("audit");
+    let taken = agent_takes(sys);
+
+    let mut runner_of_job = BTreeMap::new();
+    for j in jobs.values() {
+        if j.status != expect(j.id) {
+            r.problems
+                .push(format!("GitLab job {} ended {}", j.id, j.status));
+        }
+        match taken.get(&j.id).copied().unwrap_or(0) {
+            1 => {}
+            n => r
+                .problems
+                .push(format!("job {} was taken by {n} agents", j.id)),
+        }
+        let Some(rec) = by_build.get(&j.id) else {
+            r.problems
+                .push(format!("job {} has no record in the store", j.id));
+            continue;
+        };
+        if rec.status != "finished" {
+            r.problems
+                .push(format!("job {}: store says {}", j.id, rec.status));
+        }
+        let Some(rid) = &rec.runner_id else {
+            r.problems.push(format!("job {}: no runner recorded", j.id));
+            continue;
+        };
+        match runners.get(rid) {
+            None => r
+                .problems
+                .push(format!("job {}: runner {rid} missing", j.id)),
+            Some(run) if !j.tags.contains(&run.egg_name) => r.problems.push(format!(
+                "job {} (tags {:?}) ran on runner {rid} of egg {}",
+                j.id, j.tags, run.egg_name
+            )),
+            Some(_) => {}
+        }
+        if let Some(other) = runner_of_job.insert(rid.clone(), j.id) {
+            r.problems
+                .push(format!("runner {rid} served jobs {other} and {}", j.id));
+        }
+    }
+    for (id, run) in &runners {
+        if run.state != "terminated" {
+            r.problems.push(format!("runner {id} is {}", run.state));
+        }
+        if !runner_of_job.contains_key(id) {
+            r.problems
+                .push(format!("runner {id} served no job (a duplicate)"));
+        }
+        let count = |action: &str| {
+            audit
+                .iter()
+                .filter(|a| &a.resource_id == id && a.action == action)
+                .count()
+        };
+        for (action, want) in [("create", 1), ("terminated", 1)] {
+            if count(action) != want {
+                r.problems.push(format!(
+                    "runner {id}: {} `{action}` audit entries, not {want}",
+                    count(action)
+                ));
+            }
+        }
+    }
+    let live: BTreeSet<i32> = procs::of(sys.dir.path())
+        .into_iter()
+        .filter(|pid| !sys.is_service(*pid))
+        .collect();
+    if !live.is_empty() {
+        r.problems
+            .push(format!("runner processes still running: {live:?}"));
+    }
+    r
+}
+
+/// How many times each GitLab job was taken by an agent (`job-start name=gitlab-ID`).
+fn agent_takes(sys: &System) -> BTreeMap<u64, usize> {
+    let mut taken = BTreeMap::new();
+    for (event, fields) in gosling_standins::fake_gitlab_runner::read_events(sys.dir.path()) {
+        if event != "job-start" {
+            continue;
+        }
+        if let Some(id) = fields
+            .get("name")
+            .and_then(|n| n.strip_prefix("gitlab-"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            *taken.entry(id).or_insert(0) += 1;
+        }
+    }
+    taken
+}
