@@ -149,6 +149,55 @@ impl LimitWatch {
     }
 }
 
+/// Where the system keeps its state, deployments and task queue.
+pub enum Backend {
+    /// The embedded defaults: SQLite store and queue, a local folder of objects.
+    Embedded,
+    /// DynamoDB, S3 and SQS on `moto_server` (started here, stopped with the system).
+    Moto,
+}
+
+/// The URLs of a backend's stores (`None`: the default beside an embedded state).
+struct Urls {
+    state: String,
+    objects: Option<String>,
+    queue: Option<String>,
+    moto: Option<gosling_standins::Moto>,
+}
+
+impl Urls {
+    async fn of(backend: Backend, nest: &Path) -> Urls {
+        match backend {
+            Backend::Embedded => Urls {
+                state: format!("sqlite://{}", nest.join(".gosling/state.db").display()),
+                objects: None,
+                queue: None,
+                moto: None,
+            },
+            Backend::Moto => {
+                let moto = gosling_standins::Moto::start();
+                let e = &moto.endpoint;
+                let objects = format!("s3://gosling-objects/nest?endpoint={e}&region=us-east-1");
+                let opts = OpenOptions {
+                    read_only: false,
+                    credentials: Some(gosling_standins::Moto::credentials()),
+                };
+                let s3 = gosling_state::open_s3(&objects, &opts)
+                    .await
+                    .expect("s3 url")
+                    .expect("an s3 store");
+                s3.create_bucket().await.expect("bucket");
+                Urls {
+                    state: format!("dynamodb://gosling?endpoint={e}&region=us-east-1"),
+                    objects: Some(objects),
+                    queue: Some(format!("sqs://gosling-tasks?endpoint={e}&region=us-east-1")),
+                    moto: Some(moto),
+                }
+            }
+        }
+    }
+}
+
 /// A deployed system with its services.
 pub struct System {
     /// Everything it writes.
@@ -161,6 +210,9 @@ pub struct System {
     pub eggs: Vec<EggSpec>,
     /// The state store URL.
     pub state: String,
+    objects: Option<String>,
+    queue: Option<String>,
+    _moto: Option<gosling_standins::Moto>,
     /// The store, as the checker reads it.
     pub store: Arc<dyn StateStore>,
     /// MotherGoose's base URL.
@@ -174,8 +226,18 @@ pub struct System {
 
 impl System {
     /// Deploys `eggs` with `gosling` (secret set, deploy with the webhook at MotherGoose),
-    /// then starts MotherGoose and UglyFox.
+    /// then starts MotherGoose and UglyFox, on the embedded stores.
     pub async fn start(bins: Bins, eggs: Vec<EggSpec>, tuning: Tuning) -> System {
+        System::start_on(Backend::Embedded, bins, eggs, tuning).await
+    }
+
+    /// [`start`](System::start) on `backend`.
+    pub async fn start_on(
+        backend: Backend,
+        bins: Bins,
+        eggs: Vec<EggSpec>,
+        tuning: Tuning,
+    ) -> System {
         let dir = tempfile::tempdir().expect("temp dir");
         let gitlab = GitLab::start(GITLAB_TOKEN).await.expect("GitLab stand-in");
         let port = free_port();
@@ -190,14 +252,21 @@ impl System {
             .unwrap();
         }
         std::fs::write(nest.join("UF/uglyfox.fly"), uglyfox_fly(&tuning)).unwrap();
-        let state = format!("sqlite://{}", nest.join(".gosling/state.db").display());
+        let urls = Urls::of(backend, &nest).await;
+        let state = urls.state.clone();
         let key = Cipher::generate_key();
+        let opts = OpenOptions {
+            read_only: false,
+            credentials: urls
+                .moto
+                .as_ref()
+                .map(|_| gosling_standins::Moto::credentials()),
+        };
         let mut sys = System {
-            store: Arc::from(
-                open_state(&state, &OpenOptions::default())
-                    .await
-                    .expect("state store"),
-            ),
+            store: Arc::from(open_state(&state, &opts).await.expect("state store")),
+            objects: urls.objects,
+            queue: urls.queue,
+            _moto: urls.moto,
             dir,
             gitlab,
             bins,
@@ -250,8 +319,25 @@ impl System {
             .env("FAKE_GITLAB_RUNNER_VERSION", "17.5.0")
             .env_remove("FAKE_GITLAB_RUNNER_DIR")
             .env("GOSLING_LOG", "info")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
             .stdin(Stdio::null());
         c
+    }
+
+    /// `--objects`, `--queue` (when not the defaults) and the runners' folder.
+    fn store_args(&self, c: &mut Command, queue: bool, runners_flag: &str) {
+        if let Some(o) = &self.objects {
+            c.arg("--objects").arg(o);
+        }
+        if let (true, Some(q)) = (queue, &self.queue) {
+            c.arg("--queue").arg(q);
+        }
+        if !runners_flag.is_empty() {
+            c.arg(runners_flag).arg(self.dir.path().join("runners"));
+        }
     }
 
     /// Runs `gosling ARGS` in the Nest with `input` on standard input; panics on failure.
@@ -261,8 +347,11 @@ impl System {
         let mut c = self.command(&self.bins.gosling);
         c.arg("--nest")
             .arg(self.nest())
-            .args(args)
-            .stdin(Stdio::piped())
+            .arg("--state")
+            .arg(&self.state);
+        c.args(args);
+        self.store_args(&mut c, false, "");
+        c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = c.spawn().expect("gosling starts");
@@ -286,7 +375,9 @@ impl System {
         assert!(self.mothergoose.is_none(), "MotherGoose runs already");
         let t = &self.tuning;
         let mut c = self.command(&self.bins.mothergoose);
-        c.args(["serve", "--state", &self.state, "--listen"])
+        c.args(["serve", "--state", &self.state]);
+        self.store_args(&mut c, true, "--runner-dir");
+        c.arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--heartbeat-interval")
             .arg(format!("{}ms", t.heartbeat.as_millis()))
@@ -313,7 +404,9 @@ impl System {
     pub fn start_uglyfox(&mut self) {
         assert!(self.uglyfox.is_none(), "UglyFox runs already");
         let mut c = self.command(&self.bins.uglyfox);
-        c.args(["run", "--state", &self.state, "--metrics-interval"])
+        c.args(["run", "--state", &self.state]);
+        self.store_args(&mut c, true, "--runners-dir");
+        c.arg("--metrics-interval")
             .arg(format!("{}ms", self.tuning.heartbeat.as_millis()))
             .args(["--cron-every", "1s"])
             .stdout(self.log("uglyfox"))

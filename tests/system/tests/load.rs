@@ -4,7 +4,7 @@
 //! audit log, the agents' logs and the local processes agree (Properties 9, 26, 31).
 //! `SYSTEM_LOAD_JOBS` sets the size (default 60; `system-load` is the full-size benchmark).
 
-use gosling_system_tests::{check::check, load, Bins, EggSpec, System, Tuning};
+use gosling_system_tests::{check::check, load, Backend, Bins, EggSpec, System, Tuning};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,4 +46,24 @@ async fn jobs_over_five_eggs_and_three_projects_each_get_exactly_one_runner() {
         jobs,
         "every runner became active"
     );
+}
+
+/// The same with the real adapters: DynamoDB, S3 and SQS on `moto_server`. moto answers a
+/// few dozen SQS calls a second here, so the load is smaller; the guarantees are the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_dynamodb_s3_and_sqs() {
+    let eggs = EggSpec::many(5, 3, 4);
+    let sys = System::start_on(Backend::Moto, Bins::build(), eggs, Tuning::default()).await;
+    let jobs = 15;
+    let run = load::run(
+        &sys,
+        jobs,
+        Duration::from_millis(50),
+        Duration::from_secs(240),
+    )
+    .await;
+    eprintln!("moto: {jobs} jobs in {:?}", run.elapsed);
+    let report = check(&sys, "success").await;
+    report.assert_clean();
+    assert_eq!((report.jobs, report.runners), (jobs, jobs));
 }
