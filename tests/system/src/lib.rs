@@ -9,6 +9,7 @@
 pub mod check;
 pub mod load;
 pub mod procs;
+pub mod sample;
 
 use gosling_standins::gitlab::GitLab;
 use gosling_state::{open_state, Cipher, OpenOptions, StateStore};

@@ -1,40 +1,48 @@
-//! `system-load [JOBS] [EGGS] [MAX_RUNNERS]`: the load scenario at full size (default 500
-//! jobs over 5 eggs and 3 projects), checked, then the figures BENCHMARKS.md quotes: jobs
-//! per second end to end, job event → runner active p50/p99, peak memory of MotherGoose and
-//! UglyFox. Run with `cargo run --release -p gosling-system-tests --bin system-load`.
+//! The system benchmarks BENCHMARKS.md quotes (release build, this machine):
+//!
+//! - `system-load [JOBS] [EGGS] [MAX_RUNNERS]`: the load scenario at full size (default 500
+//!   jobs over 5 eggs and 3 projects), checked; jobs per second end to end, job event →
+//!   runner active p50/p99, peak memory of MotherGoose and UglyFox.
+//! - `system-load soak MINUTES [JOBS_PER_SECOND]`: a steady job rate (default 2/s) for that
+//!   long, checked; memory of MotherGoose and UglyFox sampled every 10 s with its slope
+//!   after warm-up, their open file descriptors at the start and the end, and (through the
+//!   checker) no runner process, agent or runner left behind.
+//!
+//! `cargo run --release -p gosling-system-tests --bin system-load -- soak 30`
 
-use gosling_system_tests::{check::check, load, procs, Bins, EggSpec, System, Tuning};
+use gosling_system_tests::sample::{peak_kib, slope_mib_per_hour, Sampler};
+use gosling_system_tests::{check::check, load, Bins, EggSpec, System, Tuning};
 use std::time::Duration;
+
+fn arg<T: std::str::FromStr>(i: usize, d: T) -> T {
+    std::env::args()
+        .nth(i)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let arg = |i: usize, d: usize| {
-        std::env::args()
-            .nth(i)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let (jobs, eggs, max) = (arg(1, 500), arg(2, 5), arg(3, 8));
-    let sys = System::start(
+    if std::env::args().nth(1).as_deref() == Some("soak") {
+        soak(arg(2, 30.0), arg(3, 2.0)).await
+    } else {
+        burst(arg(1, 500), arg(2, 5), arg(3, 8)).await
+    }
+}
+
+async fn start(eggs: usize, max: u32) -> System {
+    System::start(
         Bins::build(),
-        EggSpec::many(eggs, 3, max as u32),
+        EggSpec::many(eggs, 3, max),
         Tuning::default(),
     )
-    .await;
-    let (mg, uf) = sys.service_pids();
-    let peak = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64)));
-    let p = peak.clone();
-    let sampler = tokio::spawn(async move {
-        loop {
-            let m = mg.and_then(procs::rss_kib).unwrap_or(0);
-            let u = uf.and_then(procs::rss_kib).unwrap_or(0);
-            {
-                let mut g = p.lock().unwrap();
-                *g = (g.0.max(m), g.1.max(u));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    .await
+}
+
+async fn burst(jobs: usize, eggs: usize, max: u32) {
+    let sys = start(eggs, max).await;
+    let (m, u) = sys.service_pids();
+    let sampler = Sampler::start([m, u], Duration::from_millis(100));
     let run = load::run(
         &sys,
         jobs,
@@ -42,10 +50,9 @@ async fn main() {
         Duration::from_secs(900),
     )
     .await;
-    sampler.abort();
+    let samples = sampler.finish();
     let report = check(&sys, "success").await;
     report.assert_clean();
-    let (m, u) = *peak.lock().unwrap();
     println!(
         "{jobs} jobs, {eggs} eggs (max_runners {max}): {:.1} s, {:.1} jobs/s end to end; \
          job event -> runner active p50 {} ms, p99 {} ms; peak RSS MotherGoose {} MiB, \
@@ -54,9 +61,43 @@ async fn main() {
         jobs as f64 / run.elapsed.as_secs_f64(),
         run.quantile(0.5).as_millis(),
         run.quantile(0.99).as_millis(),
-        m / 1024,
-        u / 1024,
+        peak_kib(&samples, 0) / 1024,
+        peak_kib(&samples, 1) / 1024,
         report.jobs,
         report.runners,
+    );
+}
+
+async fn soak(minutes: f64, rate: f64) {
+    let sys = start(5, 8).await;
+    let (m, u) = sys.service_pids();
+    let sampler = Sampler::start([m, u], Duration::from_secs(10));
+    let jobs = (minutes * 60.0 * rate) as usize;
+    let gap = Duration::from_secs_f64(1.0 / rate);
+    let run = load::run(&sys, jobs, gap, Duration::from_secs(900)).await;
+    let samples = sampler.finish();
+    let report = check(&sys, "success").await;
+    report.assert_clean();
+    let (first, last) = (samples.first().unwrap().1, samples.last().unwrap().1);
+    println!(
+        "soak {minutes} min at {rate} jobs/s: {jobs} jobs in {:.0} s, p50 {} ms, p99 {} ms; \
+         MotherGoose RSS {}..{} MiB (peak {}), slope {:+.2} MiB/h after warm-up, fds {} -> {}; \
+         UglyFox RSS {}..{} MiB (peak {}), slope {:+.2} MiB/h, fds {} -> {}; \
+         checker: no problems, nothing left running",
+        run.elapsed.as_secs_f64(),
+        run.quantile(0.5).as_millis(),
+        run.quantile(0.99).as_millis(),
+        first[0].0 / 1024,
+        last[0].0 / 1024,
+        peak_kib(&samples, 0) / 1024,
+        slope_mib_per_hour(&samples, 0, 0.2),
+        first[0].1,
+        last[0].1,
+        first[1].0 / 1024,
+        last[1].0 / 1024,
+        peak_kib(&samples, 1) / 1024,
+        slope_mib_per_hour(&samples, 1, 0.2),
+        first[1].1,
+        last[1].1,
     );
 }
