@@ -89,7 +89,6 @@ fn is_locked(path: &std::path::Path) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: SqliteStore runs blocking SQLite calls (10 s busy timeout, behind a std Mutex) on the runtime threads, so a locked state store starves the webhook handler; see the issue 16 notes"]
 async fn hooks_are_acknowledged_while_the_state_store_is_locked_and_each_job_gets_one_runner_after()
 {
     let mut h = Harness::new().await;

@@ -80,18 +80,33 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn rows(&self, sql: &str, args: &[&dyn rusqlite::ToSql], table: Table) -> Result<Vec<Item>> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(args, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (version, text) = row.map_err(|e| self.err(e))?;
-            out.push(Item::from_json(table, version as u64, &text)?);
+    /// Runs `f` with the connection. SQLite calls block (on the lock, on another process's
+    /// transaction for up to the busy timeout), so on a multi-threaded runtime the thread is
+    /// first handed over to blocking work: the runtime's other tasks (a webhook to
+    /// acknowledge, a heartbeat) go on on its other threads meanwhile.
+    fn blocking<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        let run = || f(&mut self.lock());
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(run)
+            }
+            _ => run(),
         }
-        Ok(out)
+    }
+
+    fn rows(&self, sql: &str, args: &[&dyn rusqlite::ToSql], table: Table) -> Result<Vec<Item>> {
+        self.blocking(|conn| {
+            let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map(args, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (version, text) = row.map_err(|e| self.err(e))?;
+                out.push(Item::from_json(table, version as u64, &text)?);
+            }
+            Ok(out)
+        })
     }
 }
 
@@ -118,9 +133,8 @@ impl StateStore for SqliteStore {
     }
 
     async fn get_item(&self, table: Table, pk: &str, sk: Option<&str>) -> Result<Option<Item>> {
-        let conn = self.lock();
-        let row: Option<(i64, String)> = conn
-            .prepare_cached(&format!(
+        let row: Option<(i64, String)> = self.blocking(|conn| {
+            conn.prepare_cached(&format!(
                 "SELECT row_version, doc FROM \"{table}\" WHERE pk = ?1 AND sk = ?2"
             ))
             .and_then(|mut s| {
@@ -129,7 +143,8 @@ impl StateStore for SqliteStore {
                 })
                 .optional()
             })
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.err(e))
+        })?;
         row.map(|(v, text)| Item::from_json(table, v as u64, &text))
             .transpose()
     }
@@ -169,47 +184,48 @@ impl StateStore for SqliteStore {
         if self.read_only {
             return Err(StateError::ReadOnly);
         }
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.err(e))?;
-        for w in &writes {
-            let table = w.table();
-            let (pk, sk) = w.key()?;
-            let sk_col = sk.clone().unwrap_or_default();
-            let found: Option<i64> = tx
-                .prepare_cached(&format!(
-                    "SELECT row_version FROM \"{table}\" WHERE pk = ?1 AND sk = ?2"
-                ))
-                .and_then(|mut s| s.query_row(params![pk, sk_col], |r| r.get(0)).optional())
+        self.blocking(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| self.err(e))?;
-            if !w.expect().holds(found.map(|f| f as u64)) {
-                // Dropping `tx` rolls everything back.
-                return Err(StateError::Conflict {
-                    table,
-                    key: show_key(&pk, sk.as_deref()),
-                });
-            }
-            match w {
-                Write::Put { doc, .. } => {
-                    let version = w.new_version()? as i64;
-                    let text = serde_json::to_string(&Value::Object(doc.clone()))
-                        .map_err(|e| StateError::Invalid(e.to_string()))?;
-                    tx.prepare_cached(&format!(
-                        "INSERT OR REPLACE INTO \"{table}\" (pk, sk, row_version, doc) VALUES (?1, ?2, ?3, ?4)"
+            for w in &writes {
+                let table = w.table();
+                let (pk, sk) = w.key()?;
+                let sk_col = sk.clone().unwrap_or_default();
+                let found: Option<i64> = tx
+                    .prepare_cached(&format!(
+                        "SELECT row_version FROM \"{table}\" WHERE pk = ?1 AND sk = ?2"
                     ))
-                    .and_then(|mut s| s.execute(params![pk, sk_col, version, text]))
+                    .and_then(|mut s| s.query_row(params![pk, sk_col], |r| r.get(0)).optional())
                     .map_err(|e| self.err(e))?;
+                if !w.expect().holds(found.map(|f| f as u64)) {
+                    // Dropping `tx` rolls everything back.
+                    return Err(StateError::Conflict {
+                        table,
+                        key: show_key(&pk, sk.as_deref()),
+                    });
                 }
-                Write::Delete { .. } => {
-                    tx.prepare_cached(&format!(
-                        "DELETE FROM \"{table}\" WHERE pk = ?1 AND sk = ?2"
-                    ))
-                    .and_then(|mut s| s.execute(params![pk, sk_col]))
-                    .map_err(|e| self.err(e))?;
+                match w {
+                    Write::Put { doc, .. } => {
+                        let version = w.new_version()? as i64;
+                        let text = serde_json::to_string(&Value::Object(doc.clone()))
+                            .map_err(|e| StateError::Invalid(e.to_string()))?;
+                        tx.prepare_cached(&format!(
+                            "INSERT OR REPLACE INTO \"{table}\" (pk, sk, row_version, doc) VALUES (?1, ?2, ?3, ?4)"
+                        ))
+                        .and_then(|mut s| s.execute(params![pk, sk_col, version, text]))
+                        .map_err(|e| self.err(e))?;
+                    }
+                    Write::Delete { .. } => {
+                        tx.prepare_cached(&format!(
+                            "DELETE FROM \"{table}\" WHERE pk = ?1 AND sk = ?2"
+                        ))
+                        .and_then(|mut s| s.execute(params![pk, sk_col]))
+                        .map_err(|e| self.err(e))?;
+                    }
                 }
             }
-        }
-        tx.commit().map_err(|e| self.err(e))
+            tx.commit().map_err(|e| self.err(e))
+        })
     }
 }
