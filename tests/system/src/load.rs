@@ -14,6 +14,9 @@ pub struct LoadRun {
     pub elapsed: Duration,
     /// Job event → its runner's first heartbeat (`active`), per job, sorted.
     pub start_latencies: Vec<Duration>,
+    /// Job event → its runner's machine created (the local process started), sorted: the
+    /// control plane's own overhead.
+    pub created_latencies: Vec<Duration>,
     /// Peak runners alive at once, by egg.
     pub peaks: std::collections::BTreeMap<String, usize>,
 }
@@ -21,12 +24,16 @@ pub struct LoadRun {
 impl LoadRun {
     /// The `q` quantile (0..=1) of the start latencies.
     pub fn quantile(&self, q: f64) -> Duration {
-        let v = &self.start_latencies;
-        if v.is_empty() {
-            return Duration::ZERO;
-        }
-        v[((v.len() - 1) as f64 * q).round() as usize]
+        quantile(&self.start_latencies, q)
     }
+}
+
+/// The `q` quantile (0..=1) of sorted durations.
+pub fn quantile(v: &[Duration], q: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
 /// Sends `jobs` jobs round-robin over the eggs (each every `gap`), with GitLab's habits:
@@ -69,15 +76,21 @@ pub async fn run(sys: &System, jobs: usize, gap: Duration, limit: Duration) -> L
     LoadRun {
         jobs,
         elapsed,
-        start_latencies: start_latencies(sys, &sent).await,
+        start_latencies: latencies(sys, &sent, |a| {
+            a.action == "state" && a.details.get("to").and_then(|v| v.as_str()) == Some("active")
+        })
+        .await,
+        created_latencies: latencies(sys, &sent, |a| a.action == "machine_created").await,
         peaks: watch.finish(),
     }
 }
 
-/// For each job: its runner's `state … to=active` audit time minus the job's event time.
-async fn start_latencies(
+/// For each job: the first audit entry of its runner that `pick` accepts, minus the job's
+/// event time.
+async fn latencies(
     sys: &System,
     sent: &[(u64, chrono::DateTime<chrono::Utc>)],
+    pick: impl Fn(&gosling_state::AuditLog) -> bool,
 ) -> Vec<Duration> {
     let records = sys.store.gitlab_jobs().await.unwrap_or_default();
     let audit = sys.store.audit_logs().await.unwrap_or_default();
@@ -92,8 +105,7 @@ async fn start_latencies(
                 .clone()?;
             let active = audit
                 .iter()
-                .filter(|a| a.resource_id == runner && a.action == "state")
-                .filter(|a| a.details.get("to").and_then(|v| v.as_str()) == Some("active"))
+                .filter(|a| a.resource_id == runner && pick(a))
                 .map(|a| a.timestamp)
                 .min()?;
             (active - *at).to_std().ok()

@@ -55,10 +55,13 @@ async fn burst(jobs: usize, eggs: usize, max: u32) {
     report.assert_clean();
     println!(
         "{jobs} jobs, {eggs} eggs (max_runners {max}): {:.1} s, {:.1} jobs/s end to end; \
-         job event -> runner active p50 {} ms, p99 {} ms; peak RSS MotherGoose {} MiB, \
-         UglyFox {} MiB; checker: {} jobs, {} runners, no problems",
+         job event -> runner process started p50 {} ms, p99 {} ms; -> runner active \
+         (first heartbeat) p50 {} ms, p99 {} ms; peak RSS MotherGoose {} MiB, UglyFox {} MiB; \
+         checker: {} jobs, {} runners, no problems",
         run.elapsed.as_secs_f64(),
         jobs as f64 / run.elapsed.as_secs_f64(),
+        load::quantile(&run.created_latencies, 0.5).as_millis(),
+        load::quantile(&run.created_latencies, 0.99).as_millis(),
         run.quantile(0.5).as_millis(),
         run.quantile(0.99).as_millis(),
         peak_kib(&samples, 0) / 1024,
