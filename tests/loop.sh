@@ -9,15 +9,19 @@
 #
 #   bash tests/loop.sh            # builds the binaries (debug) first
 #   LOOP_KEEP=1 bash tests/loop.sh  # keep the folder (logs, state) for a look afterwards
+#   LOOP_BIN_DIR=target/debug bash tests/loop.sh  # binaries already built (CI, after the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 say() { printf '    %s\n' "$*"; }
 
-step "Building gosling, mothergoose, uglyfox and the stand-ins (GitLab, gitlab-runner)"
-cargo build -q --locked -p gosling -p mothergoose -p uglyfox -p gosling-standins --bins
-bin="$PWD/target/debug"
+if [ -z "${LOOP_BIN_DIR:-}" ]; then
+  step "Building gosling, mothergoose, uglyfox and the stand-ins (GitLab, gitlab-runner)"
+  cargo build -q --locked -p gosling -p mothergoose -p uglyfox -p gosling-standins --bins
+  LOOP_BIN_DIR=target/debug
+fi
+bin=$(cd "$LOOP_BIN_DIR" && pwd)
 started=$(date +%s)
 
 d=$(mktemp -d "${TMPDIR:-/tmp}/gosling-loop.XXXXXX")
