@@ -410,6 +410,9 @@ impl System {
         c.arg("--metrics-interval")
             .arg(format!("{}ms", self.tuning.heartbeat.as_millis()))
             .args(["--cron-every", "1s"])
+            // A runner that never reported (it started and ended while MotherGoose was
+            // down, its heartbeats lost with it) is ended after this, not after 15 min.
+            .args(["--provisioning-timeout", "20s"])
             .stdout(self.log("uglyfox"))
             .stderr(self.log("uglyfox"));
         self.uglyfox = Some(c.spawn().expect("uglyfox starts"));
