@@ -170,7 +170,7 @@ async fn a_refused_token_is_renewed_once() {
     // A token is renewed before it expires: at half its life when that is sooner than
     // five minutes before the end.
     let fake = FakeYandex::start();
-    fake.set_token_ttl(std::time::Duration::from_millis(600));
+    fake.set_token_ttl(std::time::Duration::from_millis(1200));
     let p = providers(&fake, &dir);
     let h = vm(&p)
         .create(&spec(
@@ -180,7 +180,8 @@ async fn a_refused_token_is_renewed_once() {
         .await
         .unwrap();
     assert_eq!(fake.tokens_issued(), 1);
-    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    // Past half its life (600 ms), well before its end (1.2 s), even on a busy machine.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     vm(&p).status(&h).await.unwrap();
     assert_eq!(
         fake.tokens_issued(),
