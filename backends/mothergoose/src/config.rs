@@ -50,8 +50,9 @@ pub struct Settings {
     pub provisioning_timeout: Duration,
     /// How long in-flight work may take to finish at shutdown.
     pub shutdown_grace: Duration,
-    /// How long a leased task is hidden from other workers (it is delivered again after
-    /// this if its worker died).
+    /// How long a leased task is hidden from other workers; the worker renews it every
+    /// third of this while the task runs, so it is delivered again this long after its
+    /// worker died.
     pub lease: Duration,
 }
 

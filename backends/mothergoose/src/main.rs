@@ -77,6 +77,11 @@ struct Common {
     /// How often runners send heartbeats.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     heartbeat_interval: Duration,
+    /// How long a task stays with the worker that took it without word from it: a worker
+    /// renews this while it works, so the tasks of a worker that died are taken up again
+    /// this long after.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    task_lease: Duration,
     /// MotherGoose's URL as runners reach it [default: http://LISTEN].
     #[arg(long, env = "MOTHERGOOSE_PUBLIC_URL")]
     public_url: Option<String>,
@@ -181,7 +186,7 @@ fn settings(
         deployment_poll: Duration::from_secs(2),
         provisioning_timeout: Duration::from_secs(600),
         shutdown_grace: Duration::from_secs(30),
-        lease: Duration::from_secs(120),
+        lease: c.task_lease.max(Duration::from_secs(1)),
     })
 }
 

@@ -99,7 +99,7 @@ pub async fn handle(app: &App, lease: &Lease) {
         }
     };
     let kind = task.kind();
-    let outcome = tasks::run(app, task.clone()).await;
+    let outcome = keeping_lease(app, lease, tasks::run(app, task.clone())).await;
     let settled = match outcome {
         Ok(()) => {
             app.metrics
@@ -146,6 +146,35 @@ pub async fn handle(app: &App, lease: &Lease) {
     };
     if let Err(e) = settled {
         tracing::warn!("settling a {kind} task: {e} (it will be delivered again)");
+    }
+}
+
+/// Runs `work` while renewing `lease` every third of its length, so a task stays with
+/// this worker however long it takes, and returns to the queue soon if this process dies.
+async fn keeping_lease<T>(
+    app: &App,
+    lease: &Lease,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let length = app.settings.lease;
+    let renew = async {
+        loop {
+            tokio::time::sleep(length / 3).await;
+            match app.queue.extend(lease, length).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(
+                    "the lease of a {} task expired while it ran; it may run again",
+                    lease.message.kind
+                ),
+                Err(e) => {
+                    tracing::warn!("renewing the lease of a {} task: {e}", lease.message.kind)
+                }
+            }
+        }
+    };
+    tokio::select! {
+        out = work => out,
+        _ = renew => unreachable!("renewing a lease never ends"),
     }
 }
 

@@ -156,6 +156,11 @@ pub trait Queue: Send + Sync {
     /// leased again (another delivery will happen; the work is idempotent).
     async fn ack(&self, lease: &Lease) -> Result<bool>;
 
+    /// Still working on it: the message stays hidden for `visibility` from now. A consumer
+    /// keeps a short lease alive this way, so a message whose consumer died is delivered
+    /// again soon. `false` when the lease had already expired and been given to another.
+    async fn extend(&self, lease: &Lease, visibility: Duration) -> Result<bool>;
+
     /// Failed this time: delivered again after `delay`.
     async fn retry(&self, lease: &Lease, delay: Duration, error: &str) -> Result<()>;
 

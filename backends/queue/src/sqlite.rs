@@ -25,6 +25,7 @@ enum Op {
     Enqueue(Message, EnqueueOptions),
     Lease(usize, Duration),
     Ack(Lease),
+    Extend(Lease, Duration),
     Retry(Lease, Duration, String),
     DeadLetter(Lease, String),
     Release(Lease),
@@ -301,6 +302,18 @@ fn apply(tx: &Transaction<'_>, op: Op, now: i64, retention: i64) -> rusqlite::Re
             }
             Ok(Answer::Acked(true))
         }
+        Op::Extend(l, visibility) => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE messages SET visible_ms = ?1 WHERE id = ?2 AND receipt = ?3",
+                )?
+                .execute(params![
+                    now + visibility.as_millis() as i64,
+                    l.id,
+                    l.receipt
+                ])?;
+            Ok(Answer::Acked(n > 0))
+        }
         Op::Retry(l, delay, error) => {
             tx.prepare_cached(
                 "UPDATE messages SET visible_ms = ?1, receipt = NULL, last_error = ?2 \
@@ -419,6 +432,13 @@ impl Queue for SqliteQueue {
 
     async fn ack(&self, lease: &Lease) -> Result<bool> {
         match self.ask(Op::Ack(lease.clone())).await? {
+            Answer::Acked(b) => Ok(b),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn extend(&self, lease: &Lease, visibility: Duration) -> Result<bool> {
+        match self.ask(Op::Extend(lease.clone(), visibility)).await? {
             Answer::Acked(b) => Ok(b),
             _ => Err(unexpected()),
         }

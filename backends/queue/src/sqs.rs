@@ -262,6 +262,22 @@ impl Queue for SqsQueue {
         }
     }
 
+    async fn extend(&self, lease: &Lease, visibility: Duration) -> Result<bool> {
+        match self
+            .client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(&lease.receipt)
+            .visibility_timeout(visibility.as_secs().clamp(1, MAX_VISIBILITY_S) as i32)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if lost_lease(&explain(&e)) => Ok(false),
+            Err(e) => Err(remote(&self.name, "ChangeMessageVisibility", explain(&e))),
+        }
+    }
+
     async fn retry(&self, lease: &Lease, delay: Duration, _error: &str) -> Result<()> {
         self.client
             .change_message_visibility()
@@ -329,4 +345,9 @@ impl Queue for SqsQueue {
             })
             .collect())
     }
+}
+
+/// Whether SQS refused a receipt because the lease is gone (expired or given to another).
+fn lost_lease(error: &str) -> bool {
+    error.contains("ReceiptHandleIsInvalid") || error.contains("MessageNotInflight")
 }

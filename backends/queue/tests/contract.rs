@@ -43,6 +43,13 @@ async fn basic_contract(q: &dyn Queue) {
         .await
         .unwrap()
         .is_empty());
+    // Extended: still hidden, still ours.
+    assert!(q.extend(l, Duration::from_secs(30)).await.unwrap());
+    assert!(q
+        .lease(10, Duration::from_secs(30), SHORT)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(q.ack(l).await.unwrap());
 
     // Retry: delivered again with the attempt counted.
@@ -146,6 +153,37 @@ async fn an_expired_lease_is_delivered_again_and_the_old_holder_cannot_ack() {
     );
     assert!(q.ack(&second).await.unwrap());
     assert_eq!(q.stats().await.unwrap(), QueueStats::default());
+}
+
+#[tokio::test]
+async fn an_extended_lease_stays_hidden_until_its_holder_stops_extending_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(chrono::Utc::now());
+    let opts = QueueOptions {
+        clock: Arc::new(clock.clone()) as SharedClock,
+        ..QueueOptions::default()
+    };
+    let q = SqliteQueue::open(&dir.path().join("q.db"), &opts).unwrap();
+    q.enqueue(&msg(8), EnqueueOptions::default()).await.unwrap();
+    let lease = Duration::from_secs(10);
+    let held = q.lease(1, lease, SHORT).await.unwrap().remove(0);
+    // Kept alive well past the first lease.
+    for _ in 0..5 {
+        clock.advance(chrono::Duration::seconds(7));
+        assert!(q.extend(&held, lease).await.unwrap());
+        assert!(q.lease(1, lease, SHORT).await.unwrap().is_empty());
+    }
+    // Its holder dies: delivered again one lease later, not before.
+    clock.advance(chrono::Duration::seconds(9));
+    assert!(q.lease(1, lease, SHORT).await.unwrap().is_empty());
+    clock.advance(chrono::Duration::seconds(2));
+    let next = q.lease(1, lease, SHORT).await.unwrap().remove(0);
+    assert_eq!(next.message, msg(8));
+    assert!(
+        !q.extend(&held, lease).await.unwrap(),
+        "the old holder's lease is gone"
+    );
+    assert!(q.ack(&next).await.unwrap());
 }
 
 #[tokio::test]

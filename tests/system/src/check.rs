@@ -99,8 +99,11 @@ pub async fn check_with<'a>(sys: &System, expect: impl Fn(u64) -> &'a str) -> Re
             r.problems.push(format!("runner {id} is {}", run.state));
         }
         if !runner_of_job.contains_key(id) {
-            r.problems
-                .push(format!("runner {id} served no job (a duplicate)"));
+            r.problems.push(format!(
+                "runner {id} served no job (a duplicate): jobs {:?}, history {}",
+                run.jobs,
+                history(&audit, id)
+            ));
         }
         let count = |action: &str| {
             audit
@@ -126,6 +129,16 @@ pub async fn check_with<'a>(sys: &System, expect: impl Fn(u64) -> &'a str) -> Re
             .push(format!("runner processes still running: {live:?}"));
     }
     r
+}
+
+/// A runner's audit trail in one line: `actor:action details; …`.
+fn history(audit: &[gosling_state::AuditLog], id: &str) -> String {
+    audit
+        .iter()
+        .filter(|a| a.resource_id == id)
+        .map(|a| format!("{}:{} {}", a.actor, a.action, a.details))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// How many times each GitLab job was taken by an agent (`job-start name=gitlab-ID`).

@@ -123,6 +123,8 @@ pub struct Tuning {
     pub workers: u32,
     /// UglyFox's pass interval (`check_interval` of the Nest).
     pub check_interval: &'static str,
+    /// MotherGoose's `--task-lease`: how soon a killed MotherGoose's tasks are taken up.
+    pub task_lease: Duration,
 }
 
 impl Default for Tuning {
@@ -132,6 +134,7 @@ impl Default for Tuning {
             reconcile: Duration::from_secs(3),
             workers: 8,
             check_interval: "2s",
+            task_lease: Duration::from_secs(3),
         }
     }
 }
@@ -239,7 +242,12 @@ impl System {
         eggs: Vec<EggSpec>,
         tuning: Tuning,
     ) -> System {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let mut dir = tempfile::tempdir().expect("temp dir");
+        if std::env::var_os("SYSTEM_KEEP").is_some() {
+            // For a look afterwards: logs, store, queue and runner folders stay.
+            dir.disable_cleanup(true);
+            eprintln!("system folder (kept): {}", dir.path().display());
+        }
         let gitlab = GitLab::start(GITLAB_TOKEN).await.expect("GitLab stand-in");
         let port = free_port();
         let nest = dir.path().join("nest");
@@ -384,6 +392,8 @@ impl System {
             .arg(format!("{}ms", t.heartbeat.as_millis()))
             .arg("--reconcile-interval")
             .arg(format!("{}ms", t.reconcile.as_millis()))
+            .arg("--task-lease")
+            .arg(format!("{}ms", t.task_lease.as_millis()))
             .arg("--workers")
             .arg(t.workers.to_string())
             .stdout(self.log("mothergoose"))

@@ -36,7 +36,6 @@ async fn settle_and_check(sys: &System) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: after a kill -9 during provisioning and a restart, MotherGoose's recovery makes a replacement runner for jobs whose first runner it had already started (2 runners that served no job); see the issue 16 note"]
 async fn kill_9_of_mothergoose_while_it_provisions_loses_and_duplicates_nothing() {
     let mut sys = System::start(Bins::build(), EggSpec::many(2, 2, 6), Tuning::default()).await;
     let eggs = sys.eggs.clone();

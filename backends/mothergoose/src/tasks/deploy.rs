@@ -55,6 +55,18 @@ async fn job_runner(app: &App, key: &str) -> Result<(), TaskError> {
     let Some(job) = app.store.gitlab_job(key).await? else {
         return Err(TaskError::Permanent(format!("no record of job {key}")));
     };
+    if job.item.attempts > 0 {
+        // The runner this job's last attempt made goes on being made even when the job
+        // ran elsewhere meanwhile: it may have been handed another job (see `handover`).
+        let made = runner_id_for(key, job.item.attempts);
+        if job.item.runner_id.as_deref() != Some(made.as_str()) {
+            if let Some(r) = app.store.runner(&made).await? {
+                if state_of(&r.item) == RunnerState::Provisioning {
+                    provision(app, &made).await?;
+                }
+            }
+        }
+    }
     if matches!(
         job.item.status.as_str(),
         "finished" | "unmatched" | "failed"
@@ -304,7 +316,27 @@ pub async fn provision(app: &App, id: &str) -> Result<(), TaskError> {
     let Some(r) = app.store.runner(id).await? else {
         return Err(TaskError::Permanent(format!("no runner {id}")));
     };
-    if state_of(&r.item) != RunnerState::Provisioning {
+    let state = state_of(&r.item);
+    if state != RunnerState::Provisioning {
+        // Up before its machine was recorded (a restart between making and recording it):
+        // record it (providers find it by runner id), so that it can be ended.
+        if r.item.machine.is_none() && is_up(state) {
+            if let Some(egg) = current_egg(app, &r.item.egg_name) {
+                make_machine(app, &r.item, &egg).await?;
+            }
+        }
+        return Ok(());
+    }
+    if unneeded(&r.item) {
+        let reason = "the job it was made for ran on another runner";
+        if app.lifecycle.request(id, reason, false).await? == gosling_fleet::Step::Remove {
+            let t = Task::TerminateRunner {
+                runner_id: id.to_string(),
+                reason: reason.into(),
+                force: false,
+            };
+            enqueue(app, &t, Duration::ZERO, true).await?;
+        }
         return Ok(());
     }
     let Some(egg) = current_egg(app, &r.item.egg_name) else {
@@ -319,13 +351,26 @@ pub async fn provision(app: &App, id: &str) -> Result<(), TaskError> {
         register(app, id, &egg).await?;
     }
     let r = app.store.runner(id).await?.map(|r| r.item);
-    let Some(r) = r.filter(|r| state_of(r) == RunnerState::Provisioning) else {
+    let Some(r) = r.filter(|r| state_of(r) == RunnerState::Provisioning || is_up(state_of(r)))
+    else {
         return Ok(());
     };
     if r.machine.is_none() {
         make_machine(app, &r, &egg).await?;
     }
     Ok(())
+}
+
+fn is_up(state: RunnerState) -> bool {
+    matches!(
+        state,
+        RunnerState::Active | RunnerState::Idle | RunnerState::Busy
+    )
+}
+
+/// A single-job runner not yet made whose jobs all ran elsewhere: nobody waits for it.
+fn unneeded(r: &Runner) -> bool {
+    r.ephemeral && r.machine.is_none() && !r.jobs.is_empty() && r.open_jobs.is_empty()
 }
 
 async fn register(app: &App, id: &str, egg: &Egg) -> Result<(), TaskError> {
@@ -413,8 +458,17 @@ async fn make_machine(app: &App, r: &Runner, egg: &Egg) -> Result<(), TaskError>
     let mut late = false;
     app.fleet
         .edit(&r.id, |rec, _| {
-            if state_of(rec) != RunnerState::Provisioning {
-                late = rec.machine.is_none();
+            // The runner may have said it is up already (its first heartbeat can come
+            // before this): only a runner being ended has its new machine undone here.
+            let state = state_of(rec);
+            late = matches!(
+                state,
+                RunnerState::Terminating
+                    | RunnerState::PendingTermination
+                    | RunnerState::Terminated
+                    | RunnerState::Failed
+            );
+            if state == RunnerState::Terminated || rec.machine.is_some() {
                 return Ok(Edit::Keep);
             }
             rec.machine = Some(value.clone());

@@ -3,6 +3,7 @@
 //! (the reconciler's question to GitLab).
 
 pub mod deploy;
+pub mod handover;
 pub mod selfjob;
 pub mod terminate;
 pub mod webhook;

@@ -343,6 +343,9 @@ async fn running(app: &App, host: Option<&str>, j: &JobHook) -> Result<Value, Ta
     };
     let key = GitLabJob::key(&egg.gitlab.url, j.project_id, j.build_id);
     let ran_by = our_runner(app, &eggs, j).await?;
+    if let Some(id) = &ran_by {
+        super::handover::follow(app, &key, id).await?;
+    }
     let fresh = || GitLabJob {
         status: "running".into(),
         ..tombstone(app, egg, j)
@@ -399,6 +402,9 @@ async fn finished(app: &App, host: Option<&str>, j: &JobHook) -> Result<Value, T
     };
     let key = GitLabJob::key(&egg.gitlab.url, j.project_id, j.build_id);
     let ran_by = our_runner(app, &eggs, j).await?;
+    if let Some(id) = &ran_by {
+        super::handover::follow(app, &key, id).await?;
+    }
     let mut given_to = None;
     update_job(
         app,

@@ -1,0 +1,194 @@
+//! When GitLab gives a job to another of our runners than the one made for it.
+//!
+//! GitLab hands a pending job to any registered runner whose tags fit, so single-job runner
+//! R, made for job Y, may take job X while X's own runner G is still on its way. Y has then
+//! lost its runner. The accounting follows what GitLab did: R becomes X's, and G — which
+//! will take the next fitting job — becomes Y's, so every waiting job still has exactly one
+//! runner coming and none is made twice (Property 31). When G cannot serve Y (it is gone,
+//! of another egg, or counted on by another job), another free runner of the egg is
+//! handed Y; when there is none, Y is given a new runner at once.
+
+use super::{enqueue, TaskError};
+use crate::app::App;
+use gosling_fleet::runners::{audit_write, runner_doc};
+use gosling_fleet::{state_of, RunnerState, Task};
+use gosling_state::{to_doc, Expect, GitLabJob, Runner, StateError, Table, Versioned, Write};
+use serde_json::json;
+use std::time::Duration;
+
+/// Job `x` runs on our runner `ran_by`: if that runner had been made for another job that
+/// has not started, hand that job the runner that was made for `x`.
+pub async fn follow(app: &App, x: &str, ran_by: &str) -> Result<(), TaskError> {
+    let Some(xj) = app.store.gitlab_job(x).await? else {
+        return Ok(());
+    };
+    if xj.item.runner_id.as_deref() == Some(ran_by) {
+        return Ok(());
+    }
+    let Some(r) = app.store.runner(ran_by).await? else {
+        return Ok(());
+    };
+    if !r.item.ephemeral {
+        // A pool runner runs several jobs: taking X costs no other job its place.
+        return Ok(());
+    }
+    let Some(y) = lost_job(app, &r.item, x).await? else {
+        return Ok(());
+    };
+    let g = free_runner(app, &r.item, xj.item.runner_id.as_deref(), x).await?;
+    let writes = match &g {
+        Some(g) => hand_to(app, &y, g, &r, x)?,
+        None => requeue(app, &y, &r, x)?,
+    };
+    match app.store.transact(writes).await {
+        Ok(()) => {}
+        Err(StateError::Conflict { .. }) => {
+            return Err(TaskError::retry(format!(
+                "job {x}: runners changed while handing over"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if g.is_none() {
+        let t = Task::DeployRunner {
+            job: y.item.id.clone(),
+        };
+        enqueue(app, &t, Duration::ZERO, true).await?;
+    }
+    Ok(())
+}
+
+/// The job runner `r` was made for, other than `x`, that has not started (it has lost `r`).
+async fn lost_job(
+    app: &App,
+    r: &Runner,
+    x: &str,
+) -> Result<Option<Versioned<GitLabJob>>, TaskError> {
+    for key in r.open_jobs.iter().filter(|k| k.as_str() != x) {
+        if let Some(j) = app.store.gitlab_job(key).await? {
+            let waiting = matches!(j.item.status.as_str(), "provisioning" | "assigned");
+            if waiting && j.item.runner_id.as_deref() == Some(r.id.as_str()) {
+                return Ok(Some(j));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A runner that can serve in place of `r`: a single-job runner of the same egg, still
+/// coming or up, that no waiting or running job is counted on — the one made for `x`
+/// (`given`) first.
+async fn free_runner(
+    app: &App,
+    r: &Runner,
+    given: Option<&str>,
+    x: &str,
+) -> Result<Option<Versioned<Runner>>, TaskError> {
+    let mut candidates = app.store.runners_by_egg(&r.egg_name).await?;
+    candidates.sort_by_key(|c| Some(c.item.id.as_str()) != given);
+    for c in candidates {
+        let usable = c.item.ephemeral
+            && c.item.id != r.id
+            && matches!(
+                state_of(&c.item),
+                RunnerState::Provisioning
+                    | RunnerState::Active
+                    | RunnerState::Idle
+                    | RunnerState::Busy
+            );
+        if usable && !counted_on(app, &c.item, x).await? {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether a job other than `x` waits for runner `c` or runs on it.
+async fn counted_on(app: &App, c: &Runner, x: &str) -> Result<bool, TaskError> {
+    for key in c.open_jobs.iter().filter(|k| k.as_str() != x) {
+        if let Some(j) = app.store.gitlab_job(key).await? {
+            let open = matches!(
+                j.item.status.as_str(),
+                "provisioning" | "assigned" | "running"
+            );
+            if open && j.item.runner_id.as_deref() == Some(c.id.as_str()) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Y → G, X → R, in one transaction.
+fn hand_to(
+    app: &App,
+    y: &Versioned<GitLabJob>,
+    g: &Versioned<Runner>,
+    r: &Versioned<Runner>,
+    x: &str,
+) -> Result<Vec<Write>, TaskError> {
+    let yk = y.item.id.clone();
+    let mut job = y.item.clone();
+    job.runner_id = Some(g.item.id.clone());
+    job.updated_at = app.clock.now();
+    let mut given = g.item.clone();
+    given.open_jobs.clear();
+    given.open_jobs.push(yk.clone());
+    given.jobs.push(yk.clone());
+    given.updated_at = app.clock.now();
+    let audit = app.fleet.audit(
+        "handed_over",
+        &given.id,
+        json!({ "job": yk, "instead_of": x, "because": format!("runner {} took {x}", r.item.id) }),
+    );
+    Ok(vec![
+        job_write(&job, y.version)?,
+        runner_write(&given, g.version)?,
+        runner_write(&took(r, &yk, x, app), r.version)?,
+        audit_write(&audit)?,
+    ])
+}
+
+/// Y waits for a new runner; X → R.
+fn requeue(
+    app: &App,
+    y: &Versioned<GitLabJob>,
+    r: &Versioned<Runner>,
+    x: &str,
+) -> Result<Vec<Write>, TaskError> {
+    let yk = y.item.id.clone();
+    let mut job = y.item.clone();
+    job.status = "pending".into();
+    job.runner_id = None;
+    job.reason = Some(format!("its runner {} took {x}", r.item.id));
+    job.updated_at = app.clock.now();
+    Ok(vec![
+        job_write(&job, y.version)?,
+        runner_write(&took(r, &yk, x, app), r.version)?,
+    ])
+}
+
+/// Runner `r` with job `x` in place of `y`.
+fn took(r: &Versioned<Runner>, y: &str, x: &str, app: &App) -> Runner {
+    let mut took = r.item.clone();
+    took.open_jobs.retain(|k| k != y && k != x);
+    took.open_jobs.push(x.to_string());
+    took.updated_at = app.clock.now();
+    took
+}
+
+fn job_write(job: &GitLabJob, version: u64) -> Result<Write, TaskError> {
+    Ok(Write::Put {
+        table: Table::GitLabJobs,
+        doc: to_doc(Table::GitLabJobs, job)?,
+        expect: Expect::Version(version),
+    })
+}
+
+fn runner_write(r: &Runner, version: u64) -> Result<Write, TaskError> {
+    Ok(Write::Put {
+        table: Table::Runners,
+        doc: runner_doc(r)?,
+        expect: Expect::Version(version),
+    })
+}

@@ -1,0 +1,158 @@
+//! GitLab gives a pending job to any runner whose tags fit, not to the one MotherGoose made
+//! for it: runner R, made for job Y, takes job X. The runner made for X then counts for Y,
+//! so each job still has exactly one runner and none is made twice (Property 31); when
+//! that runner is gone, Y gets a new one at once.
+
+mod support;
+
+use gosling_fleet::Providers;
+use gosling_state::{Runner, StateStore};
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+struct Two {
+    h: Harness,
+    app: Arc<mothergoose::App>,
+    running: mothergoose::Running,
+    store: Arc<dyn StateStore>,
+    x: u64,
+    y: u64,
+    /// The runner made for X, and the one made for Y.
+    gx: Runner,
+    ry: Runner,
+}
+
+fn key(h: &Harness, build: u64) -> String {
+    gosling_state::GitLabJob::key(&h.gitlab.url, 7, build)
+}
+
+/// Two pending jobs of one serverless egg, each with its runner up.
+async fn two_jobs_with_their_runners() -> Two {
+    let mut h = Harness::new().await;
+    let files = vec![(
+        "Eggs/fast.fly".to_string(),
+        egg("fast", "serverless", 7, &["docker"], &h.gitlab.url),
+    )];
+    h.deploy(&files).await;
+    let app = h
+        .app(Providers::single(idle_runner(h.dir.path())), None)
+        .await;
+    let running = h.start(app.clone()).await;
+    let (x, _) = h.gitlab.create_job(7, "x", &["docker"]).await;
+    let (y, _) = h.gitlab.create_job(7, "y", &["docker"]).await;
+    let store = h.store.clone();
+    eventually(LIMIT, "two runners with machines", || async {
+        let rs = store.runners().await.unwrap();
+        rs.len() == 2 && rs.iter().all(|r| r.item.machine.is_some())
+    })
+    .await;
+    let runner_of = |build: u64| {
+        let (store, k) = (store.clone(), key(&h, build));
+        async move {
+            let id = store.gitlab_job(&k).await.unwrap().unwrap().item.runner_id;
+            store.runner(&id.unwrap()).await.unwrap().unwrap().item
+        }
+    };
+    let (gx, ry) = (runner_of(x.id).await, runner_of(y.id).await);
+    Two {
+        h,
+        app,
+        running,
+        store,
+        x: x.id,
+        y: y.id,
+        gx,
+        ry,
+    }
+}
+
+impl Two {
+    /// GitLab gives job `build` to `runner`, which starts it.
+    async fn runs_on(&self, build: u64, runner: &Runner) {
+        let gid = runner.gitlab_runner_id.expect("registered");
+        self.h
+            .gitlab
+            .with(|w| w.jobs.get_mut(&build).unwrap().runner_id = Some(gid));
+        self.h.gitlab.set_status(build, "running").await;
+    }
+
+    async fn runner(&self, id: &str) -> Runner {
+        self.store.runner(id).await.unwrap().unwrap().item
+    }
+
+    async fn job(&self, build: u64) -> gosling_state::GitLabJob {
+        let k = key(&self.h, build);
+        self.store.gitlab_job(&k).await.unwrap().unwrap().item
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_made_for_a_job_taken_by_another_runner_serves_that_runners_job() {
+    let t = two_jobs_with_their_runners().await;
+    let (kx, ky) = (key(&t.h, t.x), key(&t.h, t.y));
+    // Y's runner takes X.
+    t.runs_on(t.x, &t.ry).await;
+    eventually(LIMIT, "Y counted on X's runner", || async {
+        t.job(t.y).await.runner_id.as_deref() == Some(t.gx.id.as_str())
+    })
+    .await;
+    assert_eq!(t.runner(&t.gx.id).await.open_jobs, vec![ky.clone()]);
+    assert_eq!(t.runner(&t.ry.id).await.open_jobs, vec![kx.clone()]);
+    assert_eq!(
+        t.job(t.x).await.runner_id.as_deref(),
+        Some(t.ry.id.as_str())
+    );
+    let audit = t.store.audit_logs().await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "handed_over" && a.resource_id == t.gx.id),
+        "the hand-over is in the audit log"
+    );
+
+    // Both jobs run to the end, each on one runner; no third runner is made.
+    t.h.gitlab.set_status(t.x, "success").await;
+    t.runs_on(t.y, &t.gx).await;
+    t.h.gitlab.set_status(t.y, "success").await;
+    let store = t.store.clone();
+    eventually(LIMIT, "both runners ended", || async {
+        runners_in(&*store, "terminated").await.len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        t.store.runners().await.unwrap().len(),
+        2,
+        "no runner made twice"
+    );
+    assert_eq!(t.job(t.x).await.status, "finished");
+    assert_eq!(t.job(t.y).await.status, "finished");
+    t.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_runner_took_another_job_gets_a_new_one_when_no_runner_is_free() {
+    let t = two_jobs_with_their_runners().await;
+    // X's runner is ended (by an operator) before GitLab gives X to Y's runner.
+    t.app
+        .lifecycle
+        .request(&t.gx.id, "operator", true)
+        .await
+        .unwrap();
+    t.app.lifecycle.remove(&t.gx.id, None).await.unwrap();
+    t.runs_on(t.x, &t.ry).await;
+    let store = t.store.clone();
+    eventually(LIMIT, "a third runner, for Y", || async {
+        store.runners().await.unwrap().len() == 3
+    })
+    .await;
+    let y = t.job(t.y).await;
+    let third = y.runner_id.clone().expect("Y has a runner");
+    assert!(third != t.gx.id && third != t.ry.id, "{y:?}");
+    assert_eq!(y.attempts, 2, "{y:?}");
+    assert_eq!(t.runner(&third).await.open_jobs, vec![key(&t.h, t.y)]);
+    t.running.stop().await;
+}
