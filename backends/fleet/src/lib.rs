@@ -31,6 +31,6 @@ pub use provider::{
     SharedProvider,
 };
 pub use registry::{Registration, Registry, RegistryError};
-pub use runners::{set_state, state_of, Also, Edit, Fleet, FleetError};
+pub use runners::{set_state, state_of, unended_runners, Also, Edit, Fleet, FleetError};
 pub use state::{IllegalTransition, Pool, RunnerState, ALL_STATES};
 pub use tasks::Task;

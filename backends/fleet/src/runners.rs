@@ -109,6 +109,27 @@ pub fn state_of(r: &Runner) -> RunnerState {
     RunnerState::parse(&r.state).unwrap_or(RunnerState::Failed)
 }
 
+/// Every runner that is not terminated (of `egg`, when given), read through the state
+/// index: the work stays proportional to the live fleet, not to its history.
+pub async fn unended_runners(
+    store: &dyn StateStore,
+    egg: Option<&str>,
+) -> Result<Vec<Versioned<Runner>>, StateError> {
+    let mut runners = Vec::new();
+    for state in crate::state::ALL_STATES {
+        if state != RunnerState::Terminated {
+            let found = store.runners_by_state(state.as_str()).await?;
+            runners.extend(
+                found
+                    .into_iter()
+                    .filter(|r| egg.is_none_or(|e| r.item.egg_name == e)),
+            );
+        }
+    }
+    runners.sort_by(|a, b| a.item.id.cmp(&b.item.id));
+    Ok(runners)
+}
+
 /// The runner record as a store item.
 pub fn runner_doc(r: &Runner) -> Result<Doc, StateError> {
     match serde_json::to_value(r) {

@@ -34,7 +34,7 @@ pub async fn pass(app: &App, poll_gitlab: bool) -> Result<usize, TaskError> {
         acted += poll(app).await?;
     }
     acted += stalled_jobs(app).await?;
-    for r in app.store.runners().await? {
+    for r in gosling_fleet::unended_runners(&*app.store, None).await? {
         acted += runner(app, &r.item).await? as usize;
     }
     Ok(acted)

@@ -4,8 +4,6 @@
 use crate::error::Error;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
-use gosling_fleet::RunnerState;
-use gosling_fleet::ALL_STATES;
 use gosling_state::{ts, Runner, StateStore, Versioned};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -83,13 +81,7 @@ impl Snapshot {
         eggs: &[String],
         with_samples: bool,
     ) -> Result<Snapshot, Error> {
-        let mut runners = Vec::new();
-        for state in ALL_STATES {
-            if state != RunnerState::Terminated {
-                runners.extend(store.runners_by_state(state.as_str()).await?);
-            }
-        }
-        runners.sort_by(|a, b| a.item.id.cmp(&b.item.id));
+        let runners = gosling_fleet::unended_runners(store, None).await?;
         let mut pending: HashMap<String, u32> = HashMap::new();
         for j in store.gitlab_jobs_by_status("pending").await? {
             if let Some(egg) = j.item.egg_name {

@@ -42,13 +42,7 @@ fn current_egg(app: &App, name: &str) -> Option<Egg> {
 
 /// The live runners of an egg (everything but terminated).
 async fn live_runners(app: &App, egg: &str) -> Result<Vec<Versioned<Runner>>, TaskError> {
-    Ok(app
-        .store
-        .runners_by_egg(egg)
-        .await?
-        .into_iter()
-        .filter(|r| state_of(&r.item) != RunnerState::Terminated)
-        .collect())
+    Ok(gosling_fleet::unended_runners(&*app.store, Some(egg)).await?)
 }
 
 async fn job_runner(app: &App, key: &str) -> Result<(), TaskError> {

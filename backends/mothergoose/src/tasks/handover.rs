@@ -84,7 +84,7 @@ async fn free_runner(
     given: Option<&str>,
     x: &str,
 ) -> Result<Option<Versioned<Runner>>, TaskError> {
-    let mut candidates = app.store.runners_by_egg(&r.egg_name).await?;
+    let mut candidates = gosling_fleet::unended_runners(&*app.store, Some(&r.egg_name)).await?;
     candidates.sort_by_key(|c| Some(c.item.id.as_str()) != given);
     for c in candidates {
         let usable = c.item.ephemeral

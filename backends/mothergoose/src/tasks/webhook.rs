@@ -368,11 +368,26 @@ async fn our_runner(app: &App, eggs: &[Egg], j: &JobHook) -> Result<Option<Strin
     let Some(gid) = j.runner.as_ref().map(|r| r.id) else {
         return Ok(None);
     };
+    let ours = |r: &Versioned<gosling_state::Runner>| {
+        r.item.gitlab_runner_id == Some(gid) && eggs.iter().any(|e| e.name == r.item.egg_name)
+    };
+    // Usually a live runner; one that has ended since is looked for in the eggs' history.
+    if let Some(r) = gosling_fleet::unended_runners(&*app.store, None)
+        .await?
+        .into_iter()
+        .find(ours)
+    {
+        return Ok(Some(r.item.id));
+    }
     for egg in eggs {
-        for r in app.store.runners_by_egg(&egg.name).await? {
-            if r.item.gitlab_runner_id == Some(gid) {
-                return Ok(Some(r.item.id));
-            }
+        if let Some(r) = app
+            .store
+            .runners_by_egg(&egg.name)
+            .await?
+            .into_iter()
+            .find(ours)
+        {
+            return Ok(Some(r.item.id));
         }
     }
     Ok(None)
