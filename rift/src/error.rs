@@ -233,12 +233,27 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidKey(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "KeyTooLongError", e.to_string())
             }
+            StoreError::Io { source, .. } if out_of_space(source) => {
+                tracing::warn!(error = %e, "upload refused: no space");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "InsufficientStorage",
+                    "Rift has no space left for this upload; nothing of it was stored",
+                )
+            }
             StoreError::Io { .. } | StoreError::Task(_) => {
                 tracing::error!(error = %e, "store error");
                 ApiError::internal("internal storage error")
             }
         }
     }
+}
+
+/// A write failed for want of space: the disk is full, a quota is reached, or the file
+/// size limit (RLIMIT_FSIZE) is exceeded.
+fn out_of_space(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+    matches!(e.kind(), StorageFull | QuotaExceeded | FileTooLarge)
 }
 
 /// Escapes text for XML element content and attribute values.

@@ -954,8 +954,8 @@ impl Store {
                     continue;
                 }
                 if tx.send(Chunk::Data(chunk)).await.is_err() {
-                    // The writer failed; its error is reported below.
-                    break;
+                    // The writer failed (disk full, …): its error is the answer.
+                    return Ok(());
                 }
             }
             if let Some(exp) = opts.expected_len {
