@@ -3,23 +3,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{client, write_auth, TOKEN};
+use common::{binary_files, client, wait_listening, write_auth, Proc, TOKEN};
 
 fn rift() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rift"))
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -28,32 +18,6 @@ fn signal(child: &Child, sig: &str) {
         .status()
         .expect("run kill");
     assert!(status.success());
-}
-
-/// Reads stderr until the "rift listening" line and returns the address.
-fn wait_listening(child: &mut Child) -> (String, std::thread::JoinHandle<Vec<String>>) {
-    let stderr = child.stderr.take().expect("stderr piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if line.contains("rift listening") {
-                let _ = tx.send(line.clone());
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("rift started within 20 s");
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("addr="))
-        .expect("addr in the startup line")
-        .to_string();
-    (addr, reader)
 }
 
 #[test]
@@ -81,17 +45,7 @@ fn missing_auth_file_is_a_clear_error() {
 #[tokio::test]
 async fn sighup_reloads_tokens_and_sigterm_stops_gracefully() {
     let dir = tempfile::tempdir().unwrap();
-    let auth = dir.path().join("auth.toml");
-    write_auth(&auth, &[TOKEN]);
-    let cfg = dir.path().join("rift.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmax_cache_size = \"64MiB\"\nauth_reload_interval = \"1h\"\nfsync = false\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let (cfg, auth) = binary_files(dir.path(), "auth_reload_interval = \"1h\"\nfsync = false\n");
     let child = rift()
         .arg("--config")
         .arg(&cfg)

@@ -5,25 +5,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
-use common::{bytes, client, write_auth, TOKEN};
+use common::{binary_files, bytes, client, wait_listening, Proc, TOKEN};
 
 /// Largest file Rift may write.
 const LIMIT: u64 = 64 * 1024;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `rift --config CFG` whose files may not grow past [`LIMIT`] bytes.
 fn rift_with_file_limit(cfg: &Path, auth: &Path) -> (Proc, String) {
@@ -50,21 +39,7 @@ fn rift_with_file_limit(cfg: &Path, auth: &Path) -> (Proc, String) {
         });
     }
     let mut child = cmd.spawn().expect("rift starts");
-    let stderr = child.stderr.take().expect("stderr piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("addr="))
-            {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("rift started within 20 s");
+    let (addr, _lines) = wait_listening(&mut child);
     (Proc(child), addr)
 }
 
@@ -82,17 +57,7 @@ fn parts_left(data: &Path) -> Vec<String> {
 async fn an_upload_that_does_not_fit_is_refused_cleanly_and_what_was_stored_is_still_served() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let auth = dir.path().join("auth.toml");
-    write_auth(&auth, &[TOKEN]);
-    let cfg = dir.path().join("rift.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmax_cache_size = \"64MiB\"\n",
-            data.display()
-        ),
-    )
-    .unwrap();
+    let (cfg, auth) = binary_files(dir.path(), "");
     let (mut rift, addr) = rift_with_file_limit(&cfg, &auth);
     let url = |key: &str| format!("http://{addr}/cache/{key}");
     let http = client();

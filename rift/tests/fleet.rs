@@ -8,13 +8,13 @@ mod mothergoose;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
-use common::{bytes, client, md5_hex, ACCESS_KEY, SECRET_KEY};
+use common::{bytes, client, md5_hex, Proc, ACCESS_KEY, SECRET_KEY};
 use gosling_api::CacheConfig;
 use mothergoose::MotherGoose;
 use reqwest::StatusCode;
@@ -319,15 +319,6 @@ async fn live_runner_tokens_open_the_docker_proxy_and_the_plain_cache() {
     })
     .await
     .expect("bounded in time");
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Starts the `rift` binary trusting only the fleet, the token in its environment; returns

@@ -24,6 +24,16 @@ fn dedup(key: &str) -> EnqueueOptions {
 
 const SHORT: Duration = Duration::from_millis(0);
 
+/// An embedded queue in `dir` on a clock the test moves.
+fn clocked(dir: &std::path::Path) -> (SqliteQueue, ManualClock) {
+    let clock = ManualClock::new(chrono::Utc::now());
+    let opts = QueueOptions {
+        clock: Arc::new(clock.clone()) as SharedClock,
+        ..QueueOptions::default()
+    };
+    (SqliteQueue::open(&dir.join("q.db"), &opts).unwrap(), clock)
+}
+
 /// What every queue does, whatever it is.
 async fn basic_contract(q: &dyn Queue) {
     // Enqueue, lease, ack.
@@ -121,12 +131,7 @@ async fn the_embedded_queue_deduplicates_while_queued_and_after_delivery() {
 #[tokio::test]
 async fn an_expired_lease_is_delivered_again_and_the_old_holder_cannot_ack() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(chrono::Utc::now());
-    let opts = QueueOptions {
-        clock: Arc::new(clock.clone()) as SharedClock,
-        ..QueueOptions::default()
-    };
-    let q = SqliteQueue::open(&dir.path().join("q.db"), &opts).unwrap();
+    let (q, clock) = clocked(dir.path());
     q.enqueue(&msg(7), EnqueueOptions::default()).await.unwrap();
     let first = q
         .lease(1, Duration::from_secs(60), SHORT)
@@ -158,12 +163,7 @@ async fn an_expired_lease_is_delivered_again_and_the_old_holder_cannot_ack() {
 #[tokio::test]
 async fn an_extended_lease_stays_hidden_until_its_holder_stops_extending_it() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(chrono::Utc::now());
-    let opts = QueueOptions {
-        clock: Arc::new(clock.clone()) as SharedClock,
-        ..QueueOptions::default()
-    };
-    let q = SqliteQueue::open(&dir.path().join("q.db"), &opts).unwrap();
+    let (q, clock) = clocked(dir.path());
     q.enqueue(&msg(8), EnqueueOptions::default()).await.unwrap();
     let lease = Duration::from_secs(10);
     let held = q.lease(1, lease, SHORT).await.unwrap().remove(0);
@@ -189,12 +189,7 @@ async fn an_extended_lease_stays_hidden_until_its_holder_stops_extending_it() {
 #[tokio::test]
 async fn delays_release_and_stats() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(chrono::Utc::now());
-    let opts = QueueOptions {
-        clock: Arc::new(clock.clone()) as SharedClock,
-        ..QueueOptions::default()
-    };
-    let q = SqliteQueue::open(&dir.path().join("q.db"), &opts).unwrap();
+    let (q, clock) = clocked(dir.path());
     q.enqueue(
         &msg(1),
         EnqueueOptions {

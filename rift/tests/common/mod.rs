@@ -312,3 +312,60 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
             .expect("runtime")
     })
 }
+
+/// Writes `auth.toml` (the test token and S3 key) and `rift.toml` (a free port on
+/// 127.0.0.1, data in `dir/data`, a 64 MiB cache, then `extra` lines) for the `rift`
+/// binary; returns the config and auth paths.
+pub fn binary_files(dir: &Path, extra: &str) -> (PathBuf, PathBuf) {
+    let auth = dir.join("auth.toml");
+    write_auth(&auth, &[TOKEN]);
+    let cfg = dir.join("rift.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmax_cache_size = \"64MiB\"\n{extra}",
+            dir.join("data").display()
+        ),
+    )
+    .expect("write rift.toml");
+    (cfg, auth)
+}
+
+/// Reads stderr until the "rift listening" line and returns the address.
+pub fn wait_listening(
+    child: &mut std::process::Child,
+) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("rift listening") {
+                let _ = tx.send(line.clone());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("rift started within 20 s");
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))
+        .expect("addr in the startup line")
+        .to_string();
+    (addr, reader)
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
