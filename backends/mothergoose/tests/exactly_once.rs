@@ -6,44 +6,11 @@
 
 mod support;
 
-use async_trait::async_trait;
 use gosling_fleet::*;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use support::*;
-
-/// A provider that only counts what it is asked to make.
-#[derive(Default)]
-pub struct Counting {
-    pub created: Mutex<BTreeMap<String, u32>>,
-}
-
-#[async_trait]
-impl Provider for Counting {
-    fn name(&self) -> &str {
-        "counting"
-    }
-    async fn create(&self, spec: &RunnerSpec) -> Result<Handle, ProviderError> {
-        *self
-            .created
-            .lock()
-            .unwrap()
-            .entry(spec.runner_id.clone())
-            .or_default() += 1;
-        Ok(Handle {
-            provider: "counting".into(),
-            id: spec.runner_id.clone(),
-            details: Default::default(),
-        })
-    }
-    async fn status(&self, _: &Handle) -> Result<MachineStatus, ProviderError> {
-        Ok(MachineStatus::Running)
-    }
-    async fn terminate(&self, _: &Handle) -> Result<(), ProviderError> {
-        Ok(())
-    }
-}
 
 /// `jobs` distinct jobs, each delivered five times at once.
 async fn load(queue: Option<String>, jobs: u64) {

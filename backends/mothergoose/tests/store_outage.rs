@@ -6,10 +6,9 @@
 
 mod support;
 
-use async_trait::async_trait;
 use gosling_fleet::*;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -19,44 +18,6 @@ const HOLD: Duration = Duration::from_secs(3);
 /// (GitLab's own limit is 10 s, and it disables hooks that keep timing out).
 const ACK_WITHIN: Duration = Duration::from_secs(1);
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// A provider that only counts the machines it is asked to make, by runner id.
-#[derive(Default)]
-struct Counting {
-    created: Mutex<BTreeMap<String, u32>>,
-}
-
-#[async_trait]
-impl Provider for Counting {
-    fn name(&self) -> &str {
-        "counting"
-    }
-    async fn create(&self, spec: &RunnerSpec) -> Result<Handle, ProviderError> {
-        *self
-            .created
-            .lock()
-            .unwrap()
-            .entry(spec.runner_id.clone())
-            .or_default() += 1;
-        Ok(Handle {
-            provider: "counting".into(),
-            id: spec.runner_id.clone(),
-            details: Default::default(),
-        })
-    }
-    async fn status(&self, _: &Handle) -> Result<MachineStatus, ProviderError> {
-        Ok(MachineStatus::Running)
-    }
-    async fn terminate(&self, _: &Handle) -> Result<(), ProviderError> {
-        Ok(())
-    }
-}
-
-impl Counting {
-    fn made(&self) -> usize {
-        self.created.lock().unwrap().len()
-    }
-}
 
 async fn machines(h: &Harness) -> usize {
     h.store

@@ -244,3 +244,52 @@ pub async fn runners_in(store: &dyn StateStore, state: &str) -> Vec<Runner> {
         .filter(|r| r.state == state)
         .collect()
 }
+
+/// A provider that only counts the machines it is asked to make, by runner id.
+#[derive(Default)]
+pub struct Counting {
+    /// Machines asked for, by runner id.
+    pub created: std::sync::Mutex<std::collections::BTreeMap<String, u32>>,
+}
+
+impl Counting {
+    /// How many runners got a machine.
+    pub fn made(&self) -> usize {
+        self.created.lock().unwrap().len()
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Counting {
+    fn name(&self) -> &str {
+        "counting"
+    }
+    async fn create(
+        &self,
+        spec: &gosling_fleet::RunnerSpec,
+    ) -> Result<gosling_fleet::Handle, gosling_fleet::ProviderError> {
+        *self
+            .created
+            .lock()
+            .unwrap()
+            .entry(spec.runner_id.clone())
+            .or_default() += 1;
+        Ok(gosling_fleet::Handle {
+            provider: "counting".into(),
+            id: spec.runner_id.clone(),
+            details: Default::default(),
+        })
+    }
+    async fn status(
+        &self,
+        _: &gosling_fleet::Handle,
+    ) -> Result<gosling_fleet::MachineStatus, gosling_fleet::ProviderError> {
+        Ok(gosling_fleet::MachineStatus::Running)
+    }
+    async fn terminate(
+        &self,
+        _: &gosling_fleet::Handle,
+    ) -> Result<(), gosling_fleet::ProviderError> {
+        Ok(())
+    }
+}
