@@ -16,6 +16,8 @@ use tokio::sync::watch;
 const LEASE_WAIT: Duration = Duration::from_secs(2);
 const BASE_DELAY: Duration = Duration::from_secs(2);
 const MAX_DELAY: Duration = Duration::from_secs(600);
+/// The longest wait between tries while the store is down (it may come back any moment).
+const OUTAGE_MAX_DELAY: Duration = Duration::from_secs(30);
 
 /// Runs `concurrency` tasks at a time until `shutdown` turns true: as many loops, each
 /// leasing one task, running it and settling it (several receivers keep a remote queue
@@ -137,6 +139,17 @@ pub async fn handle(app: &App, lease: &Lease) {
                 .inc("mothergoose_tasks_total", format!("{kind}:retry"));
             let delay =
                 backoff(lease.attempts, BASE_DELAY, MAX_DELAY).max(after.unwrap_or_default());
+            app.queue.retry(lease, delay, &error).await
+        }
+        Err(TaskError::Unavailable(error)) => {
+            // Not the task's fault: never dead-lettered, retried until the outage ends.
+            tracing::warn!(
+                "{kind} waits for the store (delivery {}): {error}",
+                lease.attempts
+            );
+            app.metrics
+                .inc("mothergoose_tasks_total", format!("{kind}:unavailable"));
+            let delay = backoff(lease.attempts, BASE_DELAY, OUTAGE_MAX_DELAY);
             app.queue.retry(lease, delay, &error).await
         }
         Err(TaskError::Permanent(error)) => {

@@ -152,3 +152,49 @@ async fn hooks_are_acknowledged_while_the_state_store_is_locked_and_each_job_get
     );
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_a_tasks_retries_dead_letters_nothing() {
+    let mut h = Harness::new().await;
+    // One delivery per task before it is given up — for anything but an outage.
+    h.settings.max_attempts = 1;
+    h.deploy(&[(
+        "Eggs/a.fly".to_string(),
+        egg("a", "serverless", 7, &["docker"], &h.gitlab.url),
+    )])
+    .await;
+    let counting = Arc::new(Counting::default());
+    let app = h.app(Providers::single(counting.clone()), None).await;
+    let running = h.start(app.clone()).await;
+
+    let state_db = h.dir.path().join("state.db");
+    let lock = lock_exclusively(&state_db);
+    let (_, delivery) = h.gitlab.create_job(7, "during", &["docker"]).await;
+    // Held past the store's busy timeout (10 s): the task's store calls fail (a task that
+    // is dead-lettered instead never counts as waiting for the store).
+    eventually(
+        Duration::from_secs(60),
+        "a task failed on the store",
+        || async {
+            app.metrics
+                .get("mothergoose_tasks_total", "process_webhook:unavailable")
+                >= 1
+        },
+    )
+    .await;
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+
+    eventually(LIMIT, "the job's runner", || async {
+        machines(&h).await == 1
+    })
+    .await;
+    let event = h.store.webhook_event(&delivery).await.unwrap();
+    assert_eq!(event.map(|e| e.item.status).as_deref(), Some("done"));
+    assert_eq!(
+        app.queue.stats().await.unwrap().dead,
+        0,
+        "nothing dead-lettered"
+    );
+    running.stop().await;
+}

@@ -75,5 +75,17 @@ pub enum StateError {
     Invalid(String),
 }
 
+impl StateError {
+    /// Whether the store could not be reached or used for now (a lock, a full disk, a
+    /// remote service down): the same request may well succeed later, however long that
+    /// takes. Conflicts and bad input are not outages.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            StateError::Sqlite { .. } | StateError::Io { .. } | StateError::Remote { .. }
+        )
+    }
+}
+
 /// Short for `Result<T, StateError>`.
 pub type Result<T, E = StateError> = std::result::Result<T, E>;

@@ -25,6 +25,9 @@ pub enum TaskError {
     },
     /// Nothing to be gained by trying again: dead-letter it.
     Permanent(String),
+    /// The state store or the queue cannot be reached: try again (with backoff) for as
+    /// long as the outage lasts, never dead-lettered, so nothing is lost when it ends.
+    Unavailable(String),
     /// Not now (waiting for capacity or a drain): run it again after this long, without
     /// counting a failed attempt.
     Later(Duration),
@@ -42,12 +45,19 @@ impl TaskError {
 
 impl From<gosling_state::StateError> for TaskError {
     fn from(e: gosling_state::StateError) -> TaskError {
-        TaskError::retry(format!("state store: {e}"))
+        if e.is_outage() {
+            TaskError::Unavailable(format!("state store: {e}"))
+        } else {
+            TaskError::retry(format!("state store: {e}"))
+        }
     }
 }
 
 impl From<FleetError> for TaskError {
     fn from(e: FleetError) -> TaskError {
+        if let FleetError::State(s) = e {
+            return s.into();
+        }
         if e.is_transient() {
             TaskError::retry(e)
         } else {
@@ -58,7 +68,10 @@ impl From<FleetError> for TaskError {
 
 impl From<gosling_queue::QueueError> for TaskError {
     fn from(e: gosling_queue::QueueError) -> TaskError {
-        TaskError::retry(format!("queue: {e}"))
+        match e {
+            gosling_queue::QueueError::BadUrl { .. } => TaskError::Permanent(format!("queue: {e}")),
+            _ => TaskError::Unavailable(format!("queue: {e}")),
+        }
     }
 }
 
