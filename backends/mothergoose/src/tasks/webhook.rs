@@ -528,11 +528,18 @@ pub async fn poll_pending(app: &App, gitlab_url: &str, project: u64) -> Result<(
     let Some(egg) = eggs.first() else {
         return Ok(());
     };
-    let gl = app
+    let gl = match app
         .registry
         .client(&*app.store, &egg.gitlab.token_secret)
         .await
-        .map_err(|e| TaskError::Permanent(format!("egg {}: {e}", egg.name)))?;
+    {
+        Ok(gl) => gl,
+        // A token the store or Vault cannot give now may come back; a missing one not.
+        Err(e) if e.is_transient() => {
+            return Err(TaskError::retry(format!("egg {}: {e}", egg.name)))
+        }
+        Err(e) => return Err(TaskError::Permanent(format!("egg {}: {e}", egg.name))),
+    };
     let jobs = match gl.pending_jobs(gitlab_url, project).await {
         Ok(j) => j,
         Err(e) if e.is_transient() => return Err(gitlab_retry(app, e)),
