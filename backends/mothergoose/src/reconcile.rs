@@ -3,7 +3,8 @@
 //! restart recovery of Property 31) it:
 //!
 //! - asks GitLab for the pending jobs of every deployed egg's project (a lost Job Hook
-//!   still gets its runner);
+//!   still gets its runner), and about jobs recorded as running whose runner has ended (a
+//!   lost final hook);
 //! - re-queues jobs whose runner request stalled, and jobs whose runner died before the
 //!   job started;
 //! - resumes runners stuck in provisioning (a crash between steps) and fails those whose
@@ -32,6 +33,7 @@ pub async fn pass(app: &App, poll_gitlab: bool) -> Result<usize, TaskError> {
     let mut acted = 0;
     if poll_gitlab {
         acted += poll(app).await?;
+        acted += lost_final_hooks(app).await?;
     }
     acted += stalled_jobs(app).await?;
     for r in gosling_fleet::unended_runners(&*app.store, None).await? {
@@ -57,6 +59,31 @@ async fn poll(app: &App) -> Result<usize, TaskError> {
         tasks::enqueue(app, &t, Duration::ZERO, true).await?;
     }
     Ok(projects.len())
+}
+
+/// Jobs recorded as running whose runner has ended: GitLab is asked whether they ended
+/// too (their final hook may have been lost).
+async fn lost_final_hooks(app: &App) -> Result<usize, TaskError> {
+    let mut n = 0;
+    for j in app.store.gitlab_jobs_by_status("running").await? {
+        let runner_ended = match &j.item.runner_id {
+            Some(id) => app
+                .store
+                .runner(id)
+                .await?
+                .is_none_or(|r| state_of(&r.item) == RunnerState::Terminated),
+            None => older_than(app, j.item.updated_at, STALL),
+        };
+        if !runner_ended {
+            continue;
+        }
+        match crate::tasks::webhook::refresh_job(app, &j.item).await {
+            Ok(true) => n += 1,
+            Ok(false) => {}
+            Err(e) => tracing::info!("asking GitLab about job {}: {e:?}", j.item.id),
+        }
+    }
+    Ok(n)
 }
 
 async fn stalled_jobs(app: &App) -> Result<usize, TaskError> {

@@ -132,7 +132,7 @@ pub async fn check_with<'a>(sys: &System, expect: impl Fn(u64) -> &'a str) -> Re
 }
 
 /// A runner's audit trail in one line: `actor:action details; …`.
-fn history(audit: &[gosling_state::AuditLog], id: &str) -> String {
+pub fn history(audit: &[gosling_state::AuditLog], id: &str) -> String {
     audit
         .iter()
         .filter(|a| a.resource_id == id)

@@ -502,20 +502,37 @@ impl System {
                     .filter(|j| !matches!(j.status.as_str(), "success" | "failed" | "canceled"))
                     .count()
             });
-            let live = self
+            let live: Vec<gosling_state::Runner> = self
                 .store
                 .runners()
                 .await
                 .map_err(|e| e.to_string())?
-                .iter()
-                .filter(|r| r.item.state != "terminated")
-                .count();
-            if open_jobs == 0 && live == 0 {
+                .into_iter()
+                .map(|r| r.item)
+                .filter(|r| r.state != "terminated")
+                .collect();
+            if open_jobs == 0 && live.is_empty() {
                 return Ok(());
             }
             if start.elapsed() > limit {
+                let audit = self.store.audit_logs().await.map_err(|e| e.to_string())?;
+                let stuck: Vec<String> = live
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} {} open {:?} jobs {:?}: {}",
+                            r.id,
+                            r.state,
+                            r.open_jobs,
+                            r.jobs,
+                            check::history(&audit, &r.id)
+                        )
+                    })
+                    .collect();
                 return Err(format!(
-                    "after {limit:?}: {open_jobs} GitLab jobs not ended, {live} runners not terminated"
+                    "after {limit:?}: {open_jobs} GitLab jobs not ended, {} runners not terminated:\n{}",
+                    live.len(),
+                    stuck.join("\n")
                 ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

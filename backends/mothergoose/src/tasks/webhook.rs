@@ -342,7 +342,7 @@ async fn running(app: &App, host: Option<&str>, j: &JobHook) -> Result<Value, Ta
         );
     };
     let key = GitLabJob::key(&egg.gitlab.url, j.project_id, j.build_id);
-    let ran_by = our_runner(app, &eggs, j).await?;
+    let ran_by = our_runner(app, &eggs, &key, j).await?;
     if let Some(id) = &ran_by {
         super::handover::follow(app, &key, id).await?;
     }
@@ -364,14 +364,30 @@ async fn running(app: &App, host: Option<&str>, j: &JobHook) -> Result<Value, Ta
 }
 
 /// Our runner that took the job (by GitLab's runner id), if it is one of ours.
-async fn our_runner(app: &App, eggs: &[Egg], j: &JobHook) -> Result<Option<String>, TaskError> {
+async fn our_runner(
+    app: &App,
+    eggs: &[Egg],
+    key: &str,
+    j: &JobHook,
+) -> Result<Option<String>, TaskError> {
     let Some(gid) = j.runner.as_ref().map(|r| r.id) else {
         return Ok(None);
     };
     let ours = |r: &Versioned<gosling_state::Runner>| {
         r.item.gitlab_runner_id == Some(gid) && eggs.iter().any(|e| e.name == r.item.egg_name)
     };
-    // Usually a live runner; one that has ended since is looked for in the eggs' history.
+    // Usually the runner the job was given, else a live one; one that has ended since is
+    // looked for in the eggs' history.
+    if let Some(given) = app
+        .store
+        .gitlab_job(key)
+        .await?
+        .and_then(|x| x.item.runner_id)
+    {
+        if let Some(r) = app.store.runner(&given).await?.filter(|r| ours(r)) {
+            return Ok(Some(r.item.id));
+        }
+    }
     if let Some(r) = gosling_fleet::unended_runners(&*app.store, None)
         .await?
         .into_iter()
@@ -416,7 +432,7 @@ async fn finished(app: &App, host: Option<&str>, j: &JobHook) -> Result<Value, T
         );
     };
     let key = GitLabJob::key(&egg.gitlab.url, j.project_id, j.build_id);
-    let ran_by = our_runner(app, &eggs, j).await?;
+    let ran_by = our_runner(app, &eggs, &key, j).await?;
     if let Some(id) = &ran_by {
         super::handover::follow(app, &key, id).await?;
     }
@@ -518,6 +534,44 @@ async fn other_event(app: &App, host: Option<&str>, event: &Event) -> Result<Val
         polls.push(url);
     }
     Ok(json!({ "kind": event.kind(), "polls": polls }))
+}
+
+/// The reconciler's question about a job whose record says it runs though its runner has
+/// ended (its final hook was lost, e.g. while MotherGoose was down): when GitLab says it
+/// has ended, that is acted on as its final hook would have been. Whether it had.
+pub async fn refresh_job(app: &App, record: &GitLabJob) -> Result<bool, TaskError> {
+    let host = host_of(&record.gitlab_url);
+    let (eggs, _) = candidates(app, Some(&host), record.project_id);
+    let Some(egg) = eggs.first() else {
+        return Ok(false);
+    };
+    let job = match fetch_job(app, egg, record.project_id, record.build_id).await {
+        Ok(j) => j,
+        Err(e) if e.is_transient() => return Err(gitlab_retry(app, e)),
+        Err(_) => return Ok(false),
+    };
+    if !is_final_status(&job.status) {
+        return Ok(false);
+    }
+    let hook = JobHook {
+        build_id: job.id,
+        build_status: job.status,
+        build_name: job.name,
+        build_stage: job.stage,
+        build_duration: job.duration,
+        build_failure_reason: None,
+        pipeline_id: None,
+        project_id: record.project_id,
+        project: None,
+        runner: job.runner.map(|r| gosling_gitlab::hooks::HookRunner {
+            id: r.id,
+            description: Some(r.description),
+            tags: Vec::new(),
+        }),
+        retries_count: None,
+    };
+    finished(app, Some(&host), &hook).await?;
+    Ok(true)
 }
 
 /// The reconciler: every pending job of the project that has no record yet goes the same
