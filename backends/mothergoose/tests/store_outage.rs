@@ -19,6 +19,19 @@ const HOLD: Duration = Duration::from_secs(3);
 const ACK_WITHIN: Duration = Duration::from_secs(1);
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// Egg `a` (serverless, project 7) deployed and MotherGoose running on a counting provider.
+async fn started(h: &mut Harness) -> (Arc<Counting>, Arc<mothergoose::App>, mothergoose::Running) {
+    h.deploy(&[(
+        "Eggs/a.fly".to_string(),
+        egg("a", "serverless", 7, &["docker"], &h.gitlab.url),
+    )])
+    .await;
+    let counting = Arc::new(Counting::default());
+    let app = h.app(Providers::single(counting.clone()), None).await;
+    let running = h.start(app.clone()).await;
+    (counting, app, running)
+}
+
 async fn machines(h: &Harness) -> usize {
     h.store
         .runners()
@@ -53,14 +66,7 @@ fn is_locked(path: &std::path::Path) -> bool {
 async fn hooks_are_acknowledged_while_the_state_store_is_locked_and_each_job_gets_one_runner_after()
 {
     let mut h = Harness::new().await;
-    h.deploy(&[(
-        "Eggs/a.fly".to_string(),
-        egg("a", "serverless", 7, &["docker"], &h.gitlab.url),
-    )])
-    .await;
-    let counting = Arc::new(Counting::default());
-    let app = h.app(Providers::single(counting.clone()), None).await;
-    let running = h.start(app.clone()).await;
+    let (counting, app, running) = started(&mut h).await;
 
     // A first job before the fault: the whole path works.
     let (_, first) = h.gitlab.create_job(7, "before", &["docker"]).await;
@@ -158,14 +164,7 @@ async fn an_outage_longer_than_a_tasks_retries_dead_letters_nothing() {
     let mut h = Harness::new().await;
     // One delivery per task before it is given up — for anything but an outage.
     h.settings.max_attempts = 1;
-    h.deploy(&[(
-        "Eggs/a.fly".to_string(),
-        egg("a", "serverless", 7, &["docker"], &h.gitlab.url),
-    )])
-    .await;
-    let counting = Arc::new(Counting::default());
-    let app = h.app(Providers::single(counting.clone()), None).await;
-    let running = h.start(app.clone()).await;
+    let (_, app, running) = started(&mut h).await;
 
     let state_db = h.dir.path().join("state.db");
     let lock = lock_exclusively(&state_db);
