@@ -9,6 +9,7 @@ pub mod fake_gitlab_runner;
 pub mod fake_tofu;
 pub mod gitlab;
 pub mod moto;
+pub mod procs;
 pub mod yandex;
 
 pub use moto::{free_port, Moto};

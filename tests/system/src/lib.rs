@@ -496,12 +496,14 @@ impl System {
     pub async fn settle(&self, limit: Duration) -> Result<(), String> {
         let start = Instant::now();
         loop {
-            let open_jobs = self.gitlab.with(|w| {
+            let open: Vec<(u64, u64, String, Option<i64>)> = self.gitlab.with(|w| {
                 w.jobs
                     .values()
                     .filter(|j| !matches!(j.status.as_str(), "success" | "failed" | "canceled"))
-                    .count()
+                    .map(|j| (j.id, j.project_id, j.status.clone(), j.runner_id))
+                    .collect()
             });
+            let open_jobs = open.len();
             let live: Vec<gosling_state::Runner> = self
                 .store
                 .runners()
@@ -529,14 +531,48 @@ impl System {
                         )
                     })
                     .collect();
+                let waiting = self.open_job_records(&open, &audit).await?;
                 return Err(format!(
-                    "after {limit:?}: {open_jobs} GitLab jobs not ended, {} runners not terminated:\n{}",
+                    "after {limit:?}: {open_jobs} GitLab jobs not ended, {} runners not terminated:\n{}\n{}",
                     live.len(),
-                    stuck.join("\n")
+                    stuck.join("\n"),
+                    waiting.join("\n")
                 ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// For a failure message: each job GitLab has not ended, with MotherGoose's record of
+    /// it and the history of the runner that record names.
+    async fn open_job_records(
+        &self,
+        open: &[(u64, u64, String, Option<i64>)],
+        audit: &[gosling_state::AuditLog],
+    ) -> Result<Vec<String>, String> {
+        let records = self.store.gitlab_jobs().await.map_err(|e| e.to_string())?;
+        Ok(open
+            .iter()
+            .map(|(id, project, status, taken_by)| {
+                let record = records
+                    .iter()
+                    .find(|r| r.item.build_id == *id && r.item.project_id == *project);
+                let Some(r) = record.map(|r| &r.item) else {
+                    return format!("job {project}/{id} ({status} at GitLab): no record");
+                };
+                let runner = r.runner_id.as_deref().unwrap_or("-");
+                format!(
+                    "job {} ({status} at GitLab, taken by GitLab runner {taken_by:?}): {} runner {runner} attempts {} reason {:?} updated {}; job: {}; runner: {}",
+                    r.id,
+                    r.status,
+                    r.attempts,
+                    r.reason,
+                    r.updated_at,
+                    mentions(audit, &r.id),
+                    check::history(audit, runner)
+                )
+            })
+            .collect())
     }
 
     /// The tail of a service's log, for failure messages.
@@ -552,10 +588,7 @@ impl Drop for System {
     fn drop(&mut self) {
         self.stop_uglyfox(libc::SIGKILL);
         self.stop_mothergoose(libc::SIGKILL);
-        for pid in procs::of(self.dir.path()) {
-            // SAFETY: plain kill(2) on a process this test started.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
+        gosling_standins::procs::kill_all(self.dir.path());
     }
 }
 
@@ -564,6 +597,18 @@ fn uglyfox_fly(t: &Tuning) -> String {
         "uglyfox {{\n  pruning {{\n    failed_threshold = 3\n    max_age = \"24h\"\n    check_interval = \"{}\"\n  }}\n  apex {{\n    max_count = 10\n    min_count = 0\n  }}\n  nadir {{\n    max_count = 5\n    idle_timeout = \"30m\"\n  }}\n}}\n",
         t.check_interval
     )
+}
+
+/// The audit entries about job record `key` (its own, and the runners' that name it).
+fn mentions(audit: &[gosling_state::AuditLog], key: &str) -> String {
+    audit
+        .iter()
+        .filter(|a| {
+            a.resource_id == key || a.details.get("job").and_then(|j| j.as_str()) == Some(key)
+        })
+        .map(|a| format!("{} {}:{} {}", a.resource_id, a.actor, a.action, a.details))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn free_port() -> u16 {

@@ -82,6 +82,13 @@ pub struct Harness {
     pub base: String,
 }
 
+impl Drop for Harness {
+    /// Runners the test left up (its provider's processes work in the test's folder).
+    fn drop(&mut self) {
+        gosling_standins::procs::kill_all(self.dir.path());
+    }
+}
+
 impl Harness {
     /// A store, a stand-in GitLab and the settings; nothing deployed or running yet.
     pub async fn new() -> Harness {
