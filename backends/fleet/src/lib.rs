@@ -9,6 +9,7 @@
 //! - [`credentials`]: runner credentials, admin and Rift tokens;
 //! - [`secrets`]: resolving the Nest's secret references;
 //! - [`deployed`]: the deployed IR, reloaded when a deployment changes;
+//! - [`slots`]: an egg's `max_runners`, held across concurrent creators;
 //! - [`lifecycle`]: ending runners (drain, remove, retry, force) and [`registry`]: their
 //!   GitLab registrations.
 #![warn(missing_docs)]
@@ -21,6 +22,7 @@ pub mod provider;
 pub mod registry;
 pub mod runners;
 pub mod secrets;
+pub mod slots;
 pub mod state;
 pub mod tasks;
 

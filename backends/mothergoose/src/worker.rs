@@ -18,6 +18,10 @@ const BASE_DELAY: Duration = Duration::from_secs(2);
 const MAX_DELAY: Duration = Duration::from_secs(600);
 /// The longest wait between tries while the store is down (it may come back any moment).
 const OUTAGE_MAX_DELAY: Duration = Duration::from_secs(30);
+/// Conflicting writers are tried again soon, and much longer than failures.
+const CONTENDED_BASE_DELAY: Duration = Duration::from_millis(100);
+const CONTENDED_MAX_DELAY: Duration = Duration::from_secs(2);
+const CONTENDED_FACTOR: u32 = 20;
 
 /// Runs `concurrency` tasks at a time until `shutdown` turns true: as many loops, each
 /// leasing one task, running it and settling it (several receivers keep a remote queue
@@ -139,6 +143,25 @@ pub async fn handle(app: &App, lease: &Lease) {
                 .inc("mothergoose_tasks_total", format!("{kind}:retry"));
             let delay =
                 backoff(lease.attempts, BASE_DELAY, MAX_DELAY).max(after.unwrap_or_default());
+            app.queue.retry(lease, delay, &error).await
+        }
+        Err(TaskError::Contended(error)) => {
+            if lease.attempts >= app.settings.max_attempts * CONTENDED_FACTOR {
+                dead(
+                    app,
+                    lease,
+                    &format!("still contended after {} attempts: {error}", lease.attempts),
+                )
+                .await;
+                return;
+            }
+            tracing::debug!(
+                "{kind} contended (attempt {}): {error}; again soon",
+                lease.attempts
+            );
+            app.metrics
+                .inc("mothergoose_tasks_total", format!("{kind}:contended"));
+            let delay = backoff(lease.attempts, CONTENDED_BASE_DELAY, CONTENDED_MAX_DELAY);
             app.queue.retry(lease, delay, &error).await
         }
         Err(TaskError::Unavailable(error)) => {

@@ -7,6 +7,7 @@ mod support;
 
 use gosling_fleet::Providers;
 use gosling_state::{Runner, StateStore};
+use mothergoose::tasks::deploy::MAX_ATTEMPTS;
 use std::sync::Arc;
 use std::time::Duration;
 use support::*;
@@ -29,8 +30,16 @@ fn key(h: &Harness, build: u64) -> String {
     gosling_state::GitLabJob::key(&h.gitlab.url, 7, build)
 }
 
-/// Two pending jobs of one serverless egg, each with its runner up.
-async fn two_jobs_with_their_runners() -> Two {
+/// A serverless egg deployed and MotherGoose serving it, with jobs `names` pending at
+/// GitLab (their hooks delivered) and each one's runner up; returns the jobs' ids.
+async fn jobs_with_their_runners(
+    names: &[&str],
+) -> (
+    Harness,
+    Arc<mothergoose::App>,
+    mothergoose::Running,
+    Vec<u64>,
+) {
     let mut h = Harness::new().await;
     let files = vec![(
         "Eggs/fast.fly".to_string(),
@@ -41,42 +50,54 @@ async fn two_jobs_with_their_runners() -> Two {
         .app(Providers::single(idle_runner(h.dir.path())), None)
         .await;
     let running = h.start(app.clone()).await;
-    let (x, _) = h.gitlab.create_job(7, "x", &["docker"]).await;
-    let (y, _) = h.gitlab.create_job(7, "y", &["docker"]).await;
+    let mut ids = Vec::new();
+    for name in names {
+        ids.push(h.gitlab.create_job(7, name, &["docker"]).await.0.id);
+    }
     let store = h.store.clone();
-    eventually(LIMIT, "two runners with machines", || async {
+    eventually(LIMIT, "every job's runner has its machine", || async {
         let rs = store.runners().await.unwrap();
-        rs.len() == 2 && rs.iter().all(|r| r.item.machine.is_some())
+        rs.len() == names.len() && rs.iter().all(|r| r.item.machine.is_some())
     })
     .await;
-    let runner_of = |build: u64| {
-        let (store, k) = (store.clone(), key(&h, build));
-        async move {
-            let id = store.gitlab_job(&k).await.unwrap().unwrap().item.runner_id;
-            store.runner(&id.unwrap()).await.unwrap().unwrap().item
-        }
-    };
-    let (gx, ry) = (runner_of(x.id).await, runner_of(y.id).await);
+    (h, app, running, ids)
+}
+
+/// The runner job `build`'s record names.
+async fn runner_of(h: &Harness, build: u64) -> Runner {
+    let id = h.store.gitlab_job(&key(h, build)).await.unwrap().unwrap();
+    let id = id.item.runner_id.expect("the job has a runner");
+    h.store.runner(&id).await.unwrap().unwrap().item
+}
+
+/// Two pending jobs of one serverless egg, each with its runner up.
+async fn two_jobs_with_their_runners() -> Two {
+    let (h, app, running, ids) = jobs_with_their_runners(&["x", "y"]).await;
+    let (gx, ry) = (runner_of(&h, ids[0]).await, runner_of(&h, ids[1]).await);
+    let store = h.store.clone();
     Two {
         h,
         app,
         running,
         store,
-        x: x.id,
-        y: y.id,
+        x: ids[0],
+        y: ids[1],
         gx,
         ry,
     }
 }
 
+/// GitLab gives job `build` to `runner`, which starts it.
+async fn runs_on(h: &Harness, build: u64, runner: &Runner) {
+    let gid = runner.gitlab_runner_id.expect("registered");
+    h.gitlab
+        .with(|w| w.jobs.get_mut(&build).unwrap().runner_id = Some(gid));
+    h.gitlab.set_status(build, "running").await;
+}
+
 impl Two {
-    /// GitLab gives job `build` to `runner`, which starts it.
     async fn runs_on(&self, build: u64, runner: &Runner) {
-        let gid = runner.gitlab_runner_id.expect("registered");
-        self.h
-            .gitlab
-            .with(|w| w.jobs.get_mut(&build).unwrap().runner_id = Some(gid));
-        self.h.gitlab.set_status(build, "running").await;
+        runs_on(&self.h, build, runner).await
     }
 
     async fn runner(&self, id: &str) -> Runner {
@@ -155,4 +176,36 @@ async fn a_job_whose_runner_took_another_job_gets_a_new_one_when_no_runner_is_fr
     assert_eq!(y.attempts, 2, "{y:?}");
     assert_eq!(t.runner(&third).await.open_jobs, vec![key(&t.h, t.y)]);
     t.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_runners_keep_being_taken_before_their_hooks_are_read_is_not_given_up() {
+    let (h, _app, running, ids) = jobs_with_their_runners(&["y"]).await;
+    let y = ids[0];
+    let store = h.store.clone();
+    // Each time, a job X is pending at GitLab but its Job Hook has not been read when Y's
+    // runner takes it: MotherGoose first hears of X as running, and made no runner for it.
+    // Y gets a new runner each time; runners taken by other jobs are not failed attempts.
+    for taken in 1..=MAX_ATTEMPTS as usize {
+        let ry = runner_of(&h, y).await;
+        let x = h.gitlab.add_job(7, "x", &["docker"]).id;
+        runs_on(&h, x, &ry).await;
+        eventually(LIMIT, "a new runner for Y", || async {
+            store.runners().await.unwrap().len() == taken + 1
+        })
+        .await;
+        let xj = store.gitlab_job(&key(&h, x)).await.unwrap().unwrap().item;
+        assert_eq!((xj.status.as_str(), xj.runner_id), ("running", Some(ry.id)));
+        // X's own hook, read late, makes no runner.
+        h.gitlab.deliver_stale(x, "pending").await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        store.runners().await.unwrap().len(),
+        MAX_ATTEMPTS as usize + 1
+    );
+    let yj = store.gitlab_job(&key(&h, y)).await.unwrap().unwrap().item;
+    assert_eq!(yj.status, "provisioning", "{yj:?}");
+    assert_eq!(yj.attempts, MAX_ATTEMPTS + 1, "{yj:?}");
+    running.stop().await;
 }

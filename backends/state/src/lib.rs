@@ -65,8 +65,8 @@ pub use objects::{check_key, LocalObjects, ObjectStore, S3Objects};
 pub use open::{aws_config, open_objects, open_s3, open_state, AwsCredentials, OpenOptions};
 pub use sqlite::SqliteStore;
 pub use store::{
-    from_item, key_of, show_key, to_doc, ApplyDeployment, ApplyStats, Doc, Expect, Item,
-    StateStore, Write,
+    from_item, key_of, meta_value_doc, show_key, to_doc, ApplyDeployment, ApplyStats, Doc, Expect,
+    Item, StateStore, Write,
 };
 #[cfg(feature = "ydb")]
 pub use ydb_store::YdbStore;

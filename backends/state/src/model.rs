@@ -323,6 +323,10 @@ pub struct GitLabJob {
     /// Runners made for it so far (a replacement counts).
     #[serde(default)]
     pub attempts: u32,
+    /// Of those, the runners GitLab gave another job: they did not fail it, so they do not
+    /// count towards giving up.
+    #[serde(default)]
+    pub taken_by_others: u32,
     /// First seen.
     #[serde(with = "ts")]
     pub created_at: DateTime<Utc>,

@@ -190,6 +190,15 @@ fn value_key(name: &str) -> String {
     format!("value/{name}")
 }
 
+/// The `meta` item that holds the plain value `name` (for a [`Write`] in a transaction;
+/// read it back with [`StateStore::meta_value`]).
+pub fn meta_value_doc(name: &str, value: Value) -> Doc {
+    let mut doc = Doc::new();
+    doc.insert("key".into(), Value::String(value_key(name)));
+    doc.insert("value".into(), value);
+    doc
+}
+
 /// Everything [`StateStore::apply_deployment`] needs to make a deployment current.
 #[derive(Clone, Debug)]
 pub struct ApplyDeployment {
@@ -499,10 +508,8 @@ pub trait StateStore: Send + Sync {
     /// Stores a plain value in `meta` under `name` (never a secret: see
     /// [`put_secret`](StateStore::put_secret)).
     async fn put_meta_value(&self, name: &str, value: Value, expect: Expect) -> Result<u64> {
-        let mut doc = Doc::new();
-        doc.insert("key".into(), Value::String(value_key(name)));
-        doc.insert("value".into(), value);
-        self.put(Table::Meta, doc, expect).await
+        self.put(Table::Meta, meta_value_doc(name, value), expect)
+            .await
     }
 
     // ---- OpenTofu versions and runner metrics ----

@@ -11,14 +11,15 @@ use super::{enqueue, TaskError};
 use crate::app::App;
 use fly_ir::{Egg, RunnerKind};
 use gosling_fleet::{
-    state_of, Also, Bootstrap, Edit, ProviderError, RunnerSpec, RunnerState, Task,
+    slots, state_of, Also, Bootstrap, Edit, ProviderError, RunnerSpec, RunnerState, Task,
 };
 use gosling_state::{to_doc, Expect, GitLabJob, Runner, Table, Versioned};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Runners made for one job before it is given up.
+/// Runners made for one job before it is given up (not counting those GitLab gave
+/// another job).
 pub const MAX_ATTEMPTS: u32 = 3;
 /// How long a job waits before its egg is asked again for room.
 const CAPACITY_WAIT: Duration = Duration::from_secs(15);
@@ -96,16 +97,17 @@ async fn job_runner(app: &App, key: &str) -> Result<(), TaskError> {
     if egg.kind == RunnerKind::Vm && assign_to_ready(app, &job, &egg).await? {
         return Ok(());
     }
-    if live_runners(app, &egg.name).await?.len() >= egg.runner.max_runners as usize {
-        app.metrics.inc("mothergoose_runners_total", "waiting");
-        return Err(TaskError::Later(CAPACITY_WAIT));
-    }
     let attempt = job.item.attempts + 1;
-    if attempt > MAX_ATTEMPTS {
+    if attempt - job.item.taken_by_others.min(job.item.attempts) > MAX_ATTEMPTS {
         give_up(app, &job, "no runner could be made for it").await?;
         return Ok(());
     }
     let id = runner_id_for(key, attempt);
+    let Some(slot) = slots::claim(&*app.store, &egg.name, egg.runner.max_runners, &id).await?
+    else {
+        app.metrics.inc("mothergoose_runners_total", "waiting");
+        return Err(TaskError::Later(CAPACITY_WAIT));
+    };
     let mut runner = new_runner(app, &id, &egg, egg.kind == RunnerKind::Serverless);
     runner.jobs = vec![key.to_string()];
     runner.open_jobs = vec![key.to_string()];
@@ -119,23 +121,32 @@ async fn job_runner(app: &App, key: &str) -> Result<(), TaskError> {
         doc: to_doc(Table::GitLabJobs, &claimed)?,
         expect: Expect::Version(job.version),
     };
-    match app
-        .fleet
+    // A conflict (the job or the egg's slots changed meanwhile) starts over on what the
+    // other writer wrote.
+    app.fleet
         .create(
             &runner,
             json!({ "job": key, "egg": egg.name, "attempt": attempt }),
-            vec![also],
+            vec![also, slot],
         )
-        .await
-    {
-        Ok(()) => app.metrics.inc("mothergoose_runners_total", "created"),
-        Err(gosling_fleet::FleetError::State(gosling_state::StateError::Conflict { .. })) => {
-            // Someone else moved first: start over on what they wrote.
-            return Err(TaskError::retry(format!("job {key} changed meanwhile")));
-        }
-        Err(e) => return Err(e.into()),
-    }
+        .await?;
+    app.metrics.inc("mothergoose_runners_total", "created");
     provision(app, &id).await
+}
+
+/// A runner of `egg` has ended: the job of the egg that has waited longest for room is
+/// asked again now, rather than at its next look ([`CAPACITY_WAIT`]).
+pub async fn room_made(app: &App, egg: &str) -> Result<(), TaskError> {
+    let waiting = app.store.gitlab_jobs_by_status("pending").await?;
+    let oldest = waiting
+        .into_iter()
+        .filter(|j| j.item.egg_name.as_deref() == Some(egg))
+        .min_by_key(|j| j.item.created_at);
+    if let Some(j) = oldest {
+        let t = Task::DeployRunner { job: j.item.id };
+        enqueue(app, &t, Duration::ZERO, true).await?;
+    }
+    Ok(())
 }
 
 /// A new runner record for `egg`, provisioning.
@@ -234,7 +245,7 @@ async fn assign_to_ready(
                 return Ok(true);
             }
             Err(gosling_state::StateError::Conflict { .. }) => {
-                return Err(TaskError::retry(format!(
+                return Err(TaskError::Contended(format!(
                     "job {key} or runner {} changed meanwhile",
                     runner.id
                 )))
@@ -257,7 +268,7 @@ async fn give_up(app: &App, job: &Versioned<GitLabJob>, reason: &str) -> Result<
     {
         Ok(_) => {}
         Err(gosling_state::StateError::Conflict { .. }) => {
-            return Err(TaskError::retry("the job changed meanwhile"))
+            return Err(TaskError::Contended("the job changed meanwhile".into()))
         }
         Err(e) => return Err(e.into()),
     }
@@ -276,7 +287,8 @@ async fn pool_runner(app: &App, key: &str, egg_name: &str) -> Result<(), TaskErr
                 "egg `{egg_name}` is not deployed"
             )));
         };
-        if live_runners(app, egg_name).await?.len() >= egg.runner.max_runners as usize {
+        let slot = slots::claim(&*app.store, egg_name, egg.runner.max_runners, &id).await?;
+        let Some(slot) = slot else {
             app.fleet
                 .record(
                     "refused",
@@ -286,19 +298,15 @@ async fn pool_runner(app: &App, key: &str, egg_name: &str) -> Result<(), TaskErr
                 )
                 .await?;
             return Ok(());
-        }
+        };
         let runner = new_runner(app, &id, &egg, egg.kind == RunnerKind::Serverless);
-        match app
-            .fleet
-            .create(&runner, json!({ "request": key, "egg": egg_name }), vec![])
-            .await
-        {
-            Ok(())
-            | Err(gosling_fleet::FleetError::State(gosling_state::StateError::Conflict {
-                ..
-            })) => {}
-            Err(e) => return Err(e.into()),
-        }
+        app.fleet
+            .create(
+                &runner,
+                json!({ "request": key, "egg": egg_name }),
+                vec![slot],
+            )
+            .await?;
     }
     provision(app, &id).await
 }

@@ -18,11 +18,15 @@ use std::time::Duration;
 
 /// Job `x` runs on our runner `ran_by`: if that runner had been made for another job that
 /// has not started, hand that job the runner that was made for `x`.
+/// X may have no record yet (its pending hook still queued): then no runner was made for
+/// it, and Y is handed another free runner or a new one.
 pub async fn follow(app: &App, x: &str, ran_by: &str) -> Result<(), TaskError> {
-    let Some(xj) = app.store.gitlab_job(x).await? else {
-        return Ok(());
-    };
-    if xj.item.runner_id.as_deref() == Some(ran_by) {
+    let given = app
+        .store
+        .gitlab_job(x)
+        .await?
+        .and_then(|j| j.item.runner_id);
+    if given.as_deref() == Some(ran_by) {
         return Ok(());
     }
     let Some(r) = app.store.runner(ran_by).await? else {
@@ -35,7 +39,7 @@ pub async fn follow(app: &App, x: &str, ran_by: &str) -> Result<(), TaskError> {
     let Some(y) = lost_job(app, &r.item, x).await? else {
         return Ok(());
     };
-    let g = free_runner(app, &r.item, xj.item.runner_id.as_deref(), x).await?;
+    let g = free_runner(app, &r.item, given.as_deref(), x).await?;
     let writes = match &g {
         Some(g) => hand_to(app, &y, g, &r, x)?,
         None => requeue(app, &y, &r, x)?,
@@ -43,7 +47,7 @@ pub async fn follow(app: &App, x: &str, ran_by: &str) -> Result<(), TaskError> {
     match app.store.transact(writes).await {
         Ok(()) => {}
         Err(StateError::Conflict { .. }) => {
-            return Err(TaskError::retry(format!(
+            return Err(TaskError::Contended(format!(
                 "job {x}: runners changed while handing over"
             )))
         }
@@ -160,6 +164,7 @@ fn requeue(
     let mut job = y.item.clone();
     job.status = "pending".into();
     job.runner_id = None;
+    job.taken_by_others += 1;
     job.reason = Some(format!("its runner {} took {x}", r.item.id));
     job.updated_at = app.clock.now();
     Ok(vec![

@@ -31,6 +31,10 @@ pub enum TaskError {
     /// Not now (waiting for capacity or a drain): run it again after this long, without
     /// counting a failed attempt.
     Later(Duration),
+    /// Another writer changed what the task read (a conditional write conflicted): run it
+    /// again soon on fresh data. Each conflict means another write went through, so this
+    /// is retried far longer than a failure before it is dead-lettered.
+    Contended(String),
 }
 
 impl TaskError {
@@ -47,6 +51,8 @@ impl From<gosling_state::StateError> for TaskError {
     fn from(e: gosling_state::StateError) -> TaskError {
         if e.is_outage() {
             TaskError::Unavailable(format!("state store: {e}"))
+        } else if matches!(e, gosling_state::StateError::Conflict { .. }) {
+            TaskError::Contended(e.to_string())
         } else {
             TaskError::retry(format!("state store: {e}"))
         }
@@ -55,8 +61,10 @@ impl From<gosling_state::StateError> for TaskError {
 
 impl From<FleetError> for TaskError {
     fn from(e: FleetError) -> TaskError {
-        if let FleetError::State(s) = e {
-            return s.into();
+        match e {
+            FleetError::State(s) => return s.into(),
+            FleetError::Busy(_) => return TaskError::Contended(e.to_string()),
+            _ => {}
         }
         if e.is_transient() {
             TaskError::retry(e)

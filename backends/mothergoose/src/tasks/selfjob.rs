@@ -31,7 +31,7 @@ where
             Err(e) => return Err(e.into()),
         }
     }
-    Err(TaskError::retry(format!(
+    Err(TaskError::Contended(format!(
         "job {name}: too many concurrent changes"
     )))
 }

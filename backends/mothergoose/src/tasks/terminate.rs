@@ -58,7 +58,7 @@ pub async fn terminate_runner(
                 Step::RetryAfter(d) => Err(TaskError::Later(d)),
                 Step::Terminated => {
                     app.metrics.inc("mothergoose_runners_total", "terminated");
-                    Ok(())
+                    super::deploy::room_made(app, &r.item.egg_name).await
                 }
                 _ => Ok(()),
             }

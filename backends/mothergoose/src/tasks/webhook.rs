@@ -206,6 +206,7 @@ pub async fn pending(
         runner_id: None,
         tags: job.tag_list.clone(),
         attempts: 0,
+        taken_by_others: 0,
         created_at: now,
         updated_at: now,
         reason: None,
@@ -310,7 +311,7 @@ where
             Err(e) => return Err(e.into()),
         }
     }
-    Err(TaskError::retry(format!(
+    Err(TaskError::Contended(format!(
         "job {key}: too many concurrent changes"
     )))
 }
@@ -328,6 +329,7 @@ fn tombstone(app: &App, egg: &Egg, j: &JobHook) -> GitLabJob {
         runner_id: None,
         tags: Vec::new(),
         attempts: 0,
+        taken_by_others: 0,
         created_at: now,
         updated_at: now,
         reason: None,
