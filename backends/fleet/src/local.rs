@@ -94,6 +94,28 @@ pub fn process_runs(pid: u32, runner_id: &str) -> bool {
     names_it && !zombie
 }
 
+/// An exclusive `flock(2)` on `path` (created if missing), released when the file is
+/// dropped — also when this process dies.
+async fn lock_exclusive(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    loop {
+        // SAFETY: flock(2) on a descriptor this function owns; no memory is touched.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(file);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(e);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn read_pid(file: &Path) -> Option<u32> {
     std::fs::read_to_string(file).ok()?.trim().parse().ok()
 }
@@ -114,13 +136,18 @@ impl Provider for LocalProvider {
 
     async fn create(&self, spec: &RunnerSpec) -> Result<Handle, ProviderError> {
         let dir = self.runner_dir(&spec.runner_id);
+        std::fs::create_dir_all(&dir).map_err(|e| self.failure("creating the runner folder", e))?;
+        // Held until the pid file is written: concurrent creates of one runner (two
+        // workers, two MotherGoose processes) start one process.
+        let _lock = lock_exclusive(&dir.join("create.lock"))
+            .await
+            .map_err(|e| self.failure("locking the runner folder", e))?;
         let pid_file = dir.join("runner.pid");
         if let Some(pid) = read_pid(&pid_file) {
             if process_runs(pid, &spec.runner_id) {
                 return Ok(self.handle(&spec.runner_id, pid));
             }
         }
-        std::fs::create_dir_all(&dir).map_err(|e| self.failure("creating the runner folder", e))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

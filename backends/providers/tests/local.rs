@@ -1,0 +1,58 @@
+//! The `local` provider (runners as processes on this machine): creating a runner is
+//! idempotent by its id, also when several workers create it at the same moment.
+
+mod common;
+
+use gosling_fleet::local::{process_runs, LocalProvider};
+use gosling_fleet::{MachineStatus, Provider};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn provider(dir: &std::path::Path) -> Arc<LocalProvider> {
+    Arc::new(
+        LocalProvider::new(
+            dir.join("runners"),
+            "/bin/sh",
+            vec!["-c".into(), "sleep 30".into(), "runner".into()],
+        )
+        .with_grace(Duration::from_secs(1)),
+    )
+}
+
+/// Processes whose command line names `runner`.
+fn processes_of(runner: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| process_runs(*pid, runner))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_of_one_runner_start_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = provider(dir.path());
+    let egg = common::egg("app", fly_ir::Provider::Aws, fly_ir::RunnerKind::Vm);
+    let spec = common::spec("r-concurrent-create", egg);
+    let creates: Vec<_> = (0..8)
+        .map(|_| {
+            let (p, spec) = (p.clone(), spec.clone());
+            tokio::spawn(async move { p.create(&spec).await })
+        })
+        .collect();
+    let mut pids = std::collections::BTreeSet::new();
+    for c in creates {
+        pids.insert(c.await.unwrap().unwrap().id);
+    }
+    assert_eq!(
+        pids.len(),
+        1,
+        "every create names the same process: {pids:?}"
+    );
+    assert_eq!(processes_of("r-concurrent-create"), 1);
+
+    let handle = p.create(&spec).await.unwrap();
+    p.terminate(&handle).await.unwrap();
+    assert_eq!(p.status(&handle).await.unwrap(), MachineStatus::Gone);
+    assert_eq!(processes_of("r-concurrent-create"), 0);
+}
