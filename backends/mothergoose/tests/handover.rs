@@ -30,22 +30,27 @@ fn key(h: &Harness, build: u64) -> String {
     gosling_state::GitLabJob::key(&h.gitlab.url, 7, build)
 }
 
-/// A serverless egg deployed and MotherGoose serving it, with jobs `names` pending at
-/// GitLab (their hooks delivered) and each one's runner up; returns the jobs' ids.
-async fn jobs_with_their_runners(
-    names: &[&str],
-) -> (
+type Serving = (
     Harness,
     Arc<mothergoose::App>,
     mothergoose::Running,
     Vec<u64>,
-) {
+);
+
+/// A serverless egg deployed and MotherGoose serving it, with jobs `names` pending at
+/// GitLab (their hooks delivered) and each one's runner up; returns the jobs' ids.
+async fn jobs_with_their_runners(names: &[&str]) -> Serving {
+    jobs_within(names, 1000).await
+}
+
+/// The same on an egg of `max_runners` runners: the jobs past it wait.
+async fn jobs_within(names: &[&str], max_runners: usize) -> Serving {
     let mut h = Harness::new().await;
-    let files = vec![(
-        "Eggs/fast.fly".to_string(),
-        egg("fast", "serverless", 7, &["docker"], &h.gitlab.url),
-    )];
-    h.deploy(&files).await;
+    let fly = egg("fast", "serverless", 7, &["docker"], &h.gitlab.url).replace(
+        "max_runners = 1000",
+        &format!("max_runners = {max_runners}"),
+    );
+    h.deploy(&[("Eggs/fast.fly".to_string(), fly)]).await;
     let app = h
         .app(Providers::single(idle_runner(h.dir.path())), None)
         .await;
@@ -55,9 +60,10 @@ async fn jobs_with_their_runners(
         ids.push(h.gitlab.create_job(7, name, &["docker"]).await.0.id);
     }
     let store = h.store.clone();
-    eventually(LIMIT, "every job's runner has its machine", || async {
+    let made = names.len().min(max_runners);
+    eventually(LIMIT, "the runners have their machines", || async {
         let rs = store.runners().await.unwrap();
-        rs.len() == names.len() && rs.iter().all(|r| r.item.machine.is_some())
+        rs.len() == made && rs.iter().all(|r| r.item.machine.is_some())
     })
     .await;
     (h, app, running, ids)
@@ -208,4 +214,57 @@ async fn a_job_whose_runners_keep_being_taken_before_their_hooks_are_read_is_not
     assert_eq!(yj.status, "provisioning", "{yj:?}");
     assert_eq!(yj.attempts, MAX_ATTEMPTS + 1, "{yj:?}");
     running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_whose_job_ended_elsewhere_serves_the_job_waiting_for_room() {
+    // Two runners, the egg's limit; the third job waits for room.
+    let (h, _app, running, ids) = jobs_within(&["x", "y", "z"], 2).await;
+    let store = h.store.clone();
+    let mut waiting = Vec::new();
+    for id in &ids {
+        let j = store.gitlab_job(&key(&h, *id)).await.unwrap().unwrap().item;
+        if j.runner_id.is_none() {
+            waiting.push(*id);
+        }
+    }
+    let [z] = waiting[..] else {
+        panic!("one job waits: {waiting:?}")
+    };
+    let y = *ids.iter().find(|id| **id != z).unwrap();
+    let ry = runner_of(&h, y).await;
+    // Y is canceled before any runner took it: its runner serves Z; no third one is made.
+    h.gitlab.set_status(y, "canceled").await;
+    eventually(LIMIT, "Z counts on Y's runner", || async {
+        let zj = store.gitlab_job(&key(&h, z)).await.unwrap().unwrap().item;
+        zj.runner_id.as_deref() == Some(ry.id.as_str())
+    })
+    .await;
+    let r = store.runner(&ry.id).await.unwrap().unwrap().item;
+    assert_eq!(r.open_jobs, vec![key(&h, z)]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.runners().await.unwrap().len(), 2, "no third runner");
+    let audit = store.audit_logs().await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "handed_over" && a.resource_id == ry.id));
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_whose_job_ended_elsewhere_is_ended_when_no_job_waits() {
+    let t = two_jobs_with_their_runners().await;
+    t.h.gitlab.set_status(t.y, "canceled").await;
+    let store = t.store.clone();
+    let ry = t.ry.id.clone();
+    eventually(LIMIT, "Y's runner ended", || async {
+        store.runner(&ry).await.unwrap().unwrap().item.state == "terminated"
+    })
+    .await;
+    assert_ne!(
+        t.runner(&t.gx.id).await.state,
+        "terminated",
+        "X's runner stays"
+    );
+    t.running.stop().await;
 }

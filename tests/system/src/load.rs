@@ -12,7 +12,8 @@ pub struct LoadRun {
     pub jobs: usize,
     /// From the first job event to the last runner ended.
     pub elapsed: Duration,
-    /// Job event → its runner's first heartbeat (`active`), per job, sorted.
+    /// Job event → its runner's first heartbeat (up: `active`, `idle` or `busy`), per job,
+    /// sorted (zero for a runner that was up before the job came).
     pub start_latencies: Vec<Duration>,
     /// Job event → its runner's machine created (the local process started), sorted: the
     /// control plane's own overhead.
@@ -77,7 +78,8 @@ pub async fn run(sys: &System, jobs: usize, gap: Duration, limit: Duration) -> L
         jobs,
         elapsed,
         start_latencies: latencies(sys, &sent, |a| {
-            a.action == "state" && a.details.get("to").and_then(|v| v.as_str()) == Some("active")
+            let to = a.details.get("to").and_then(|v| v.as_str());
+            a.action == "state" && matches!(to, Some("active" | "idle" | "busy"))
         })
         .await,
         created_latencies: latencies(sys, &sent, |a| a.action == "machine_created").await,
@@ -108,7 +110,8 @@ async fn latencies(
                 .filter(|a| a.resource_id == runner && pick(a))
                 .map(|a| a.timestamp)
                 .min()?;
-            (active - *at).to_std().ok()
+            // A runner that was up before the job came (handed it) served it at once.
+            Some((active - *at).to_std().unwrap_or_default())
         })
         .collect();
     out.sort();

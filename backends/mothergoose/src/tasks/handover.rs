@@ -62,6 +62,56 @@ pub async fn follow(app: &App, x: &str, ran_by: &str) -> Result<(), TaskError> {
     Ok(())
 }
 
+/// Single-job runner `g` has no job left to wait for (the one it was made for ran on
+/// another runner or ended): it is handed the egg's job that has waited longest for a
+/// runner, or, when none waits, it is ended (drained first: GitLab may be giving it a
+/// job this moment).
+pub async fn freed(app: &App, g: &str) -> Result<(), TaskError> {
+    const REASON: &str = "the job it was made for ran on another runner";
+    let Some(gr) = app.store.runner(g).await? else {
+        return Ok(());
+    };
+    let coming_or_up = matches!(
+        state_of(&gr.item),
+        RunnerState::Provisioning | RunnerState::Active | RunnerState::Idle
+    );
+    if !gr.item.ephemeral || !gr.item.open_jobs.is_empty() || !coming_or_up {
+        return Ok(());
+    }
+    if let Some(y) = longest_waiting(app, &gr.item.egg_name).await? {
+        let mut job = y.item.clone();
+        job.status = "provisioning".into();
+        let writes = give(app, &job, y.version, &gr, json!({ "because": REASON }))?;
+        return match app.store.transact(writes).await {
+            Err(StateError::Conflict { .. }) => Err(TaskError::Contended(format!(
+                "runner {g}: the runners or the waiting job changed"
+            ))),
+            r => Ok(r?),
+        };
+    }
+    let step = app.lifecycle.request(g, REASON, false).await?;
+    if step == gosling_fleet::Step::Remove {
+        let t = Task::TerminateRunner {
+            runner_id: g.to_string(),
+            reason: REASON.into(),
+            force: false,
+        };
+        enqueue(app, &t, Duration::ZERO, true).await?;
+    }
+    Ok(())
+}
+
+/// The egg's pending job without a runner that has waited longest.
+async fn longest_waiting(app: &App, egg: &str) -> Result<Option<Versioned<GitLabJob>>, TaskError> {
+    Ok(app
+        .store
+        .gitlab_jobs_by_status("pending")
+        .await?
+        .into_iter()
+        .filter(|j| j.item.egg_name.as_deref() == Some(egg) && j.item.runner_id.is_none())
+        .min_by_key(|j| j.item.created_at))
+}
+
 /// The job runner `r` was made for, other than `x`, that has not started (it has lost `r`).
 async fn lost_job(
     app: &App,
@@ -123,6 +173,30 @@ async fn counted_on(app: &App, c: &Runner, x: &str) -> Result<bool, TaskError> {
     Ok(false)
 }
 
+/// Job `job` (to be written over `version`) counts on runner `g` from now on.
+fn give(
+    app: &App,
+    job: &GitLabJob,
+    version: u64,
+    g: &Versioned<Runner>,
+    mut details: serde_json::Value,
+) -> Result<Vec<Write>, TaskError> {
+    let mut job = job.clone();
+    job.runner_id = Some(g.item.id.clone());
+    job.updated_at = app.clock.now();
+    let mut given = g.item.clone();
+    given.open_jobs = vec![job.id.clone()];
+    given.jobs.push(job.id.clone());
+    given.updated_at = app.clock.now();
+    details["job"] = json!(job.id);
+    let audit = app.fleet.audit("handed_over", &given.id, details);
+    Ok(vec![
+        job_write(&job, version)?,
+        runner_write(&given, g.version)?,
+        audit_write(&audit)?,
+    ])
+}
+
 /// Y → G, X → R, in one transaction.
 fn hand_to(
     app: &App,
@@ -131,26 +205,11 @@ fn hand_to(
     r: &Versioned<Runner>,
     x: &str,
 ) -> Result<Vec<Write>, TaskError> {
-    let yk = y.item.id.clone();
-    let mut job = y.item.clone();
-    job.runner_id = Some(g.item.id.clone());
-    job.updated_at = app.clock.now();
-    let mut given = g.item.clone();
-    given.open_jobs.clear();
-    given.open_jobs.push(yk.clone());
-    given.jobs.push(yk.clone());
-    given.updated_at = app.clock.now();
-    let audit = app.fleet.audit(
-        "handed_over",
-        &given.id,
-        json!({ "job": yk, "instead_of": x, "because": format!("runner {} took {x}", r.item.id) }),
-    );
-    Ok(vec![
-        job_write(&job, y.version)?,
-        runner_write(&given, g.version)?,
-        runner_write(&took(r, &yk, x, app), r.version)?,
-        audit_write(&audit)?,
-    ])
+    let because = format!("runner {} took {x}", r.item.id);
+    let details = json!({ "instead_of": x, "because": because });
+    let mut writes = give(app, &y.item, y.version, g, details)?;
+    writes.push(runner_write(&took(r, &y.item.id, x, app), r.version)?);
+    Ok(writes)
 }
 
 /// Y waits for a new runner; X → R.

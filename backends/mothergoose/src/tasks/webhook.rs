@@ -352,7 +352,9 @@ async fn running(app: &App, host: Option<&str>, j: &JobHook) -> Result<Value, Ta
         status: "running".into(),
         ..tombstone(app, egg, j)
     };
+    let mut given_to = None;
     update_job(app, &key, fresh, |r| {
+        given_to = r.runner_id.clone();
         if !matches!(r.status.as_str(), "finished" | "unmatched") {
             r.status = "running".into();
         }
@@ -362,6 +364,9 @@ async fn running(app: &App, host: Option<&str>, j: &JobHook) -> Result<Value, Ta
         }
     })
     .await?;
+    if ran_by.is_some() {
+        let_go(app, given_to, ran_by.as_deref(), &key, j).await?;
+    }
     Ok(json!({ "job": key, "status": "running", "runner": ran_by }))
 }
 
@@ -454,10 +459,7 @@ async fn finished(app: &App, host: Option<&str>, j: &JobHook) -> Result<Value, T
         },
     )
     .await?;
-    // The runner it was given to has room again (GitLab may have run it elsewhere).
-    if let Some(id) = given_to.filter(|g| Some(g) != ran_by.as_ref()) {
-        release(app, &id, &key, false, j).await?;
-    }
+    let_go(app, given_to, ran_by.as_deref(), &key, j).await?;
     let mut action = "none";
     if let Some(id) = &ran_by {
         let failed = j.build_status == "failed" && runner_fault(j.build_failure_reason.as_deref());
@@ -482,6 +484,23 @@ async fn finished(app: &App, host: Option<&str>, j: &JobHook) -> Result<Value, T
         }
     }
     Ok(json!({ "job": key, "status": j.build_status, "runner": ran_by, "action": action }))
+}
+
+/// Job `key` no longer waits for the runner it was given (it ran on another, or ended):
+/// that runner lets go of it and, left with nothing to do, serves another waiting job or
+/// ends (see [`handover::freed`](super::handover::freed)).
+async fn let_go(
+    app: &App,
+    given: Option<String>,
+    ran_by: Option<&str>,
+    key: &str,
+    j: &JobHook,
+) -> Result<(), TaskError> {
+    let Some(g) = given.filter(|g| Some(g.as_str()) != ran_by) else {
+        return Ok(());
+    };
+    release(app, &g, key, false, j).await?;
+    super::handover::freed(app, &g).await
 }
 
 /// Takes a finished job off a runner's open jobs (and counts a runner failure).
