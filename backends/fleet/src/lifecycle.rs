@@ -114,21 +114,40 @@ impl Lifecycle {
     /// `force`, which stops it at once and abandons its job); one that runs nothing goes
     /// straight to removal. Ending a runner that is already on its way is a no-op.
     pub async fn request(&self, id: &str, reason: &str, force: bool) -> Result<Step, FleetError> {
-        let mut step = Step::Remove;
+        Ok(self
+            .request_if(id, reason, force, |_| true)
+            .await?
+            .unwrap_or(Step::Remove))
+    }
+
+    /// [`request`](Lifecycle::request), decided in the same conditional write as `still`
+    /// holds for the runner as it is then (`None`: it no longer did, nothing changed).
+    pub async fn request_if(
+        &self,
+        id: &str,
+        reason: &str,
+        force: bool,
+        still: impl Fn(&Runner) -> bool,
+    ) -> Result<Option<Step>, FleetError> {
+        let mut step = Some(Step::Remove);
         self.fleet
             .edit(id, |r, now| {
+                if !still(r) {
+                    step = None;
+                    return Ok(Edit::Keep);
+                }
                 let from = state_of(r);
                 let (to, instruction) = match from {
                     RunnerState::Terminated => {
-                        step = Step::Terminated;
+                        step = Some(Step::Terminated);
                         return Ok(Edit::Keep);
                     }
                     RunnerState::Terminating | RunnerState::PendingTermination => {
-                        step = Step::Remove;
+                        step = Some(Step::Remove);
                         return Ok(Edit::Keep);
                     }
                     RunnerState::Draining if !force => {
-                        step = Step::Draining;
+                        step = Some(Step::Draining);
                         return Ok(Edit::Keep);
                     }
                     RunnerState::Active | RunnerState::Idle | RunnerState::Busy if !force => {
@@ -141,11 +160,11 @@ impl Lifecycle {
                 };
                 set_state(r, to, now)?;
                 r.instruction = instruction.map(|i| instruction_name(i).to_string());
-                step = if to == RunnerState::Draining {
+                step = Some(if to == RunnerState::Draining {
                     Step::Draining
                 } else {
                     Step::Remove
-                };
+                });
                 let action = if to == RunnerState::Draining {
                     "drain"
                 } else {

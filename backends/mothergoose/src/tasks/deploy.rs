@@ -329,8 +329,13 @@ pub async fn provision(app: &App, id: &str) -> Result<(), TaskError> {
         }
         return Ok(());
     }
-    if unneeded(&r.item) && cancel(app, id).await? {
-        return Ok(());
+    if unneeded(&r.item) {
+        // Its job ran elsewhere: it serves a waiting job, or it is not made.
+        super::handover::freed(app, id).await?;
+        let r = app.store.runner(id).await?.map(|r| r.item);
+        if r.is_none_or(|r| state_of(&r) != RunnerState::Provisioning || unneeded(&r)) {
+            return Ok(());
+        }
     }
     let Some(egg) = current_egg(app, &r.item.egg_name) else {
         return fail(
@@ -364,35 +369,6 @@ fn is_up(state: RunnerState) -> bool {
 /// A single-job runner not yet made whose jobs all ran elsewhere: nobody waits for it.
 fn unneeded(r: &Runner) -> bool {
     r.ephemeral && r.machine.is_none() && !r.jobs.is_empty() && r.open_jobs.is_empty()
-}
-
-/// Ends an unneeded runner before it is made — in the same write that checks it is still
-/// unneeded, so a job handed to it meanwhile keeps it. Whether it was ended.
-async fn cancel(app: &App, id: &str) -> Result<bool, TaskError> {
-    const REASON: &str = "the job it was made for ran on another runner";
-    let mut cancelled = false;
-    app.fleet
-        .edit(id, |r, now| {
-            if state_of(r) != RunnerState::Provisioning || !unneeded(r) {
-                return Ok(Edit::Keep);
-            }
-            gosling_fleet::set_state(r, RunnerState::Terminating, now)?;
-            cancelled = true;
-            Ok(Edit::Write(Some((
-                "terminate".into(),
-                json!({ "reason": REASON, "force": false, "from": "provisioning", "to": "terminating" }),
-            ))))
-        })
-        .await?;
-    if cancelled {
-        let t = Task::TerminateRunner {
-            runner_id: id.to_string(),
-            reason: REASON.into(),
-            force: false,
-        };
-        enqueue(app, &t, Duration::ZERO, true).await?;
-    }
-    Ok(cancelled)
 }
 
 async fn register(app: &App, id: &str, egg: &Egg) -> Result<(), TaskError> {

@@ -71,11 +71,7 @@ pub async fn freed(app: &App, g: &str) -> Result<(), TaskError> {
     let Some(gr) = app.store.runner(g).await? else {
         return Ok(());
     };
-    let coming_or_up = matches!(
-        state_of(&gr.item),
-        RunnerState::Provisioning | RunnerState::Active | RunnerState::Idle
-    );
-    if !gr.item.ephemeral || !gr.item.open_jobs.is_empty() || !coming_or_up {
+    if !without_job(&gr.item) {
         return Ok(());
     }
     if let Some(y) = longest_waiting(app, &gr.item.egg_name).await? {
@@ -89,8 +85,12 @@ pub async fn freed(app: &App, g: &str) -> Result<(), TaskError> {
             r => Ok(r?),
         };
     }
-    let step = app.lifecycle.request(g, REASON, false).await?;
-    if step == gosling_fleet::Step::Remove {
+    // Ended in the same write that checks it still has no job (one may be handed to it).
+    let step = app
+        .lifecycle
+        .request_if(g, REASON, false, without_job)
+        .await?;
+    if step == Some(gosling_fleet::Step::Remove) {
         let t = Task::TerminateRunner {
             runner_id: g.to_string(),
             reason: REASON.into(),
@@ -99,6 +99,15 @@ pub async fn freed(app: &App, g: &str) -> Result<(), TaskError> {
         enqueue(app, &t, Duration::ZERO, true).await?;
     }
     Ok(())
+}
+
+/// A single-job runner, coming or up, that no job counts on.
+fn without_job(r: &Runner) -> bool {
+    let coming_or_up = matches!(
+        state_of(r),
+        RunnerState::Provisioning | RunnerState::Active | RunnerState::Idle
+    );
+    r.ephemeral && r.open_jobs.is_empty() && coming_or_up
 }
 
 /// The egg's pending job without a runner that has waited longest.
