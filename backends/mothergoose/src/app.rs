@@ -92,6 +92,36 @@ pub struct App {
     pub project_timeouts: Mutex<HashMap<String, (Instant, Option<u64>)>>,
     /// GitLab versions, by host.
     pub gitlab_versions: Mutex<HashMap<String, (Instant, String)>>,
+    /// Runners being ended by a task of this process (one task at a time per runner).
+    pub ending: InFlight,
+}
+
+/// Keys some work is being done for in this process, so that it is done once at a time.
+#[derive(Default)]
+pub struct InFlight(Mutex<std::collections::HashSet<String>>);
+
+impl InFlight {
+    /// Claims `key` until the guard is dropped; `None` while another holds it.
+    pub fn claim(&self, key: &str) -> Option<Claim<'_>> {
+        let mut keys = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        keys.insert(key.to_string()).then(|| Claim {
+            of: self,
+            key: key.to_string(),
+        })
+    }
+}
+
+/// A claimed key (see [`InFlight::claim`]).
+pub struct Claim<'a> {
+    of: &'a InFlight,
+    key: String,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut keys = self.of.0.lock().unwrap_or_else(|p| p.into_inner());
+        keys.remove(&self.key);
+    }
 }
 
 #[derive(Default)]
@@ -201,6 +231,7 @@ impl App {
             metrics: Metrics::default(),
             project_timeouts: Mutex::new(HashMap::new()),
             gitlab_versions: Mutex::new(HashMap::new()),
+            ending: InFlight::default(),
         });
         app.refresh_webhook_secret().await;
         Ok(app)
@@ -277,5 +308,21 @@ impl App {
             read_at: Some(Instant::now()),
         };
         check(&c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InFlight;
+
+    #[test]
+    fn a_key_is_claimed_once_at_a_time() {
+        let ending = InFlight::default();
+        let first = ending.claim("r-1");
+        assert!(first.is_some());
+        assert!(ending.claim("r-1").is_none());
+        assert!(ending.claim("r-2").is_some());
+        drop(first);
+        assert!(ending.claim("r-1").is_some());
     }
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 /// How often a draining runner is looked at again.
 const DRAIN_CHECK: Duration = Duration::from_secs(30);
+/// How soon a runner another task is ending is looked at again.
+const ENDING_ELSEWHERE: Duration = Duration::from_secs(1);
 
 /// Runs `terminate_runner`.
 pub async fn terminate_runner(
@@ -17,6 +19,10 @@ pub async fn terminate_runner(
     reason: &str,
     force: bool,
 ) -> Result<(), TaskError> {
+    // Another task of this process is ending it: look again when it is done.
+    let Some(_ending) = app.ending.claim(id) else {
+        return Err(TaskError::Later(ENDING_ELSEWHERE));
+    };
     let Some(r) = app.store.runner(id).await? else {
         return Ok(());
     };
