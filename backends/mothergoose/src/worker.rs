@@ -126,43 +126,21 @@ pub async fn handle(app: &App, lease: &Lease) {
             }
         }
         Err(TaskError::Retry { error, after }) => {
-            if lease.attempts >= app.settings.max_attempts {
-                dead(
-                    app,
-                    lease,
-                    &format!("gave up after {} attempts: {error}", lease.attempts),
-                )
-                .await;
-                return;
-            }
-            tracing::info!(
-                "{kind} failed (attempt {}): {error}; retrying",
-                lease.attempts
-            );
-            app.metrics
-                .inc("mothergoose_tasks_total", format!("{kind}:retry"));
             let delay =
                 backoff(lease.attempts, BASE_DELAY, MAX_DELAY).max(after.unwrap_or_default());
-            app.queue.retry(lease, delay, &error).await
+            let limit = app.settings.max_attempts;
+            match again(app, lease, kind, &error, limit, delay, "retry").await {
+                Some(settled) => settled,
+                None => return,
+            }
         }
         Err(TaskError::Contended(error)) => {
-            if lease.attempts >= app.settings.max_attempts * CONTENDED_FACTOR {
-                dead(
-                    app,
-                    lease,
-                    &format!("still contended after {} attempts: {error}", lease.attempts),
-                )
-                .await;
-                return;
-            }
-            tracing::debug!(
-                "{kind} contended (attempt {}): {error}; again soon",
-                lease.attempts
-            );
-            app.metrics
-                .inc("mothergoose_tasks_total", format!("{kind}:contended"));
             let delay = backoff(lease.attempts, CONTENDED_BASE_DELAY, CONTENDED_MAX_DELAY);
-            app.queue.retry(lease, delay, &error).await
+            let limit = app.settings.max_attempts * CONTENDED_FACTOR;
+            match again(app, lease, kind, &error, limit, delay, "contended").await {
+                Some(settled) => settled,
+                None => return,
+            }
         }
         Err(TaskError::Unavailable(error)) => {
             // Not the task's fault: never dead-lettered, retried until the outage ends.
@@ -183,6 +161,38 @@ pub async fn handle(app: &App, lease: &Lease) {
     if let Err(e) = settled {
         tracing::warn!("settling a {kind} task: {e} (it will be delivered again)");
     }
+}
+
+/// Delivers a task that failed (`label`: `retry`, `contended`) again after `delay`, or
+/// dead-letters it once it has been delivered `limit` times (`None`).
+async fn again(
+    app: &App,
+    lease: &Lease,
+    kind: &str,
+    error: &str,
+    limit: u32,
+    delay: Duration,
+    label: &str,
+) -> Option<Result<(), gosling_queue::QueueError>> {
+    if lease.attempts >= limit {
+        let why = format!("gave up after {} attempts: {error}", lease.attempts);
+        dead(app, lease, &why).await;
+        return None;
+    }
+    if label == "retry" {
+        tracing::info!(
+            "{kind} failed (attempt {}): {error}; retrying",
+            lease.attempts
+        );
+    } else {
+        tracing::debug!(
+            "{kind} {label} (attempt {}): {error}; again soon",
+            lease.attempts
+        );
+    }
+    app.metrics
+        .inc("mothergoose_tasks_total", format!("{kind}:{label}"));
+    Some(app.queue.retry(lease, delay, error).await)
 }
 
 /// Runs `work` while renewing `lease` every third of its length, so a task stays with
