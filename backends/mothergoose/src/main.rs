@@ -317,6 +317,18 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// glibc gives each thread that allocates its own arena (up to 8 per core), and the
+/// store's blocking calls move between many threads: memory freed in one arena is not
+/// reused by the others, so the process grows. Two arenas keep it near its working set
+/// (the soak in BENCHMARKS.md).
+fn few_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt(3) before any other thread exists; it only sets an allocator limit.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -326,6 +338,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    few_malloc_arenas();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
