@@ -137,12 +137,7 @@ async fn job_runner(app: &App, key: &str) -> Result<(), TaskError> {
 /// A runner of `egg` has ended: the job of the egg that has waited longest for room is
 /// asked again now, rather than at its next look ([`CAPACITY_WAIT`]).
 pub async fn room_made(app: &App, egg: &str) -> Result<(), TaskError> {
-    let waiting = app.store.gitlab_jobs_by_status("pending").await?;
-    let oldest = waiting
-        .into_iter()
-        .filter(|j| j.item.egg_name.as_deref() == Some(egg))
-        .min_by_key(|j| j.item.created_at);
-    if let Some(j) = oldest {
+    if let Some(j) = super::handover::longest_waiting(app, egg).await? {
         let t = Task::DeployRunner { job: j.item.id };
         enqueue(app, &t, Duration::ZERO, true).await?;
     }

@@ -110,14 +110,17 @@ fn without_job(r: &Runner) -> bool {
     r.ephemeral && r.open_jobs.is_empty() && coming_or_up
 }
 
-/// The egg's pending job without a runner that has waited longest.
-async fn longest_waiting(app: &App, egg: &str) -> Result<Option<Versioned<GitLabJob>>, TaskError> {
+/// The egg's job that has waited longest for a runner (`pending`: it has none coming).
+pub async fn longest_waiting(
+    app: &App,
+    egg: &str,
+) -> Result<Option<Versioned<GitLabJob>>, TaskError> {
     Ok(app
         .store
         .gitlab_jobs_by_status("pending")
         .await?
         .into_iter()
-        .filter(|j| j.item.egg_name.as_deref() == Some(egg) && j.item.runner_id.is_none())
+        .filter(|j| j.item.egg_name.as_deref() == Some(egg))
         .min_by_key(|j| j.item.created_at))
 }
 
