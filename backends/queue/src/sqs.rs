@@ -89,7 +89,13 @@ impl SqsQueue {
             options.credentials.as_ref(),
         )
         .await;
-        let client = Client::new(&config);
+        // A long poll waits up to MAX_WAIT_S for its first byte: give its attempts room.
+        let config = aws_sdk_sqs::config::Builder::from(&config)
+            .timeout_config(gosling_state::aws_timeouts(Duration::from_secs(
+                MAX_WAIT_S + 10,
+            )))
+            .build();
+        let client = Client::from_conf(config);
         let fifo = name.ends_with(".fifo");
         let dead_name = match name.strip_suffix(".fifo") {
             Some(base) => format!("{base}-dead.fifo"),

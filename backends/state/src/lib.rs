@@ -62,7 +62,10 @@ pub use model::{
     PlanStatus, Runner, RunnerMetric, Table, TofuVersion, Versioned, WebhookEvent,
 };
 pub use objects::{check_key, LocalObjects, ObjectStore, S3Objects};
-pub use open::{aws_config, open_objects, open_s3, open_state, AwsCredentials, OpenOptions};
+pub use open::{
+    aws_config, aws_timeouts, open_objects, open_s3, open_state, AwsCredentials, OpenOptions,
+    AWS_ATTEMPT_TIMEOUT,
+};
 pub use sqlite::SqliteStore;
 pub use store::{
     from_item, key_of, meta_value_doc, show_key, to_doc, ApplyDeployment, ApplyStats, Doc, Expect,

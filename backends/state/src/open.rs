@@ -88,15 +88,33 @@ fn unknown_params(url: &str, p: &Parsed<'_>, known: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The shared AWS SDK configuration: region, endpoint override, credentials, and the
-/// standard retry mode (exponential backoff with jitter, 5 attempts) for transient errors.
+/// How long one attempt of an AWS call may take before it fails and is retried. Without
+/// it a service that accepts connections and never answers (a partition, a hung or frozen
+/// server) holds the caller forever; with it the outage surfaces as an error the callers
+/// retry with backoff. Clients that long-poll (SQS) set their own, longer, limits.
+pub const AWS_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The timeouts of AWS calls: connecting 3 s, one attempt `attempt`, a whole call with its
+/// retries three attempts' worth.
+pub fn aws_timeouts(attempt: std::time::Duration) -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(attempt * 3)
+        .build()
+}
+
+/// The shared AWS SDK configuration: region, endpoint override, credentials, the
+/// standard retry mode (exponential backoff with jitter, 5 attempts) for transient errors
+/// and [`aws_timeouts`] of [`AWS_ATTEMPT_TIMEOUT`].
 pub async fn aws_config(
     endpoint: Option<&str>,
     region: Option<&str>,
     credentials: Option<&AwsCredentials>,
 ) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5));
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
+        .timeout_config(aws_timeouts(AWS_ATTEMPT_TIMEOUT));
     if let Some(r) = region {
         loader = loader.region(aws_config::Region::new(r.to_string()));
     }

@@ -92,6 +92,24 @@ impl Moto {
         }
     }
 
+    /// Stops the server process (SIGSTOP) without closing its sockets: connections are
+    /// accepted by the kernel and then never answered, as a partitioned or hung store
+    /// behaves. Tables and objects are kept for [`thaw`](Moto::thaw).
+    pub fn freeze(&self) {
+        assert!(self.signal(libc::SIGSTOP), "SIGSTOP to moto_server");
+    }
+
+    /// Lets a [frozen](Moto::freeze) server go on (SIGCONT).
+    pub fn thaw(&self) {
+        assert!(self.signal(libc::SIGCONT), "SIGCONT to moto_server");
+    }
+
+    /// Sends `signal` to the server; whether it was delivered.
+    fn signal(&self, signal: i32) -> bool {
+        // SAFETY: kill(2) on the pid of a child this value owns and has not reaped.
+        unsafe { libc::kill(self.child.id() as i32, signal) == 0 }
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port

@@ -99,10 +99,15 @@ pub async fn check_with<'a>(sys: &System, expect: impl Fn(u64) -> &'a str) -> Re
             r.problems.push(format!("runner {id} is {}", run.state));
         }
         if !runner_of_job.contains_key(id) {
+            let jobs: Vec<String> = run
+                .jobs
+                .iter()
+                .map(|j| format!("{j}: {}", crate::mentions(&audit, j)))
+                .collect();
             r.problems.push(format!(
-                "runner {id} served no job (a duplicate): jobs {:?}, history {}",
-                run.jobs,
-                history(&audit, id)
+                "runner {id} served no job (a duplicate): history {}; its jobs' trails: {}",
+                history(&audit, id),
+                jobs.join(" | ")
             ));
         }
         let count = |action: &str| {

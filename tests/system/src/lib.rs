@@ -159,6 +159,9 @@ pub enum Backend {
     Embedded,
     /// DynamoDB, S3 and SQS on `moto_server` (started here, stopped with the system).
     Moto,
+    /// DynamoDB and S3 on `moto_server`, the embedded queue: a store that can be frozen
+    /// ([`System::freeze_store`]) while the queue stays up.
+    MotoStore,
 }
 
 /// The URLs of a backend's stores (`None`: the default beside an embedded state).
@@ -178,7 +181,7 @@ impl Urls {
                 queue: None,
                 moto: None,
             },
-            Backend::Moto => {
+            Backend::Moto | Backend::MotoStore => {
                 let moto = gosling_standins::Moto::start();
                 let e = &moto.endpoint;
                 let objects = format!("s3://gosling-objects/nest?endpoint={e}&region=us-east-1");
@@ -194,7 +197,12 @@ impl Urls {
                 Urls {
                     state: format!("dynamodb://gosling?endpoint={e}&region=us-east-1"),
                     objects: Some(objects),
-                    queue: Some(format!("sqs://gosling-tasks?endpoint={e}&region=us-east-1")),
+                    queue: Some(match backend {
+                        Backend::MotoStore => {
+                            format!("sqlite://{}", nest.with_file_name("queue.db").display())
+                        }
+                        _ => format!("sqs://gosling-tasks?endpoint={e}&region=us-east-1"),
+                    }),
                     moto: Some(moto),
                 }
             }
@@ -216,7 +224,7 @@ pub struct System {
     pub state: String,
     objects: Option<String>,
     queue: Option<String>,
-    _moto: Option<gosling_standins::Moto>,
+    moto: Option<gosling_standins::Moto>,
     /// The store, as the checker reads it.
     pub store: Arc<dyn StateStore>,
     /// MotherGoose's base URL.
@@ -275,7 +283,7 @@ impl System {
             store: Arc::from(open_state(&state, &opts).await.expect("state store")),
             objects: urls.objects,
             queue: urls.queue,
-            _moto: urls.moto,
+            moto: urls.moto,
             dir,
             gitlab,
             bins,
@@ -328,6 +336,7 @@ impl System {
             .env("FAKE_GITLAB_RUNNER_VERSION", "17.5.0")
             .env_remove("FAKE_GITLAB_RUNNER_DIR")
             .env("GOSLING_LOG", "info")
+            .env("MOTHERGOOSE_LOG", "info")
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -426,6 +435,16 @@ impl System {
             .stdout(self.log("uglyfox"))
             .stderr(self.log("uglyfox"));
         self.uglyfox = Some(c.spawn().expect("uglyfox starts"));
+    }
+
+    /// Freezes the state store's `moto_server` ([`Backend::MotoStore`]): its calls hang.
+    pub fn freeze_store(&self) {
+        self.moto.as_ref().expect("a store on moto").freeze();
+    }
+
+    /// Lets a [frozen](System::freeze_store) store answer again.
+    pub fn thaw_store(&self) {
+        self.moto.as_ref().expect("a store on moto").thaw();
     }
 
     /// Sends `signal` to MotherGoose and reaps it.
@@ -600,13 +619,19 @@ fn uglyfox_fly(t: &Tuning) -> String {
 }
 
 /// The audit entries about job record `key` (its own, and the runners' that name it).
-fn mentions(audit: &[gosling_state::AuditLog], key: &str) -> String {
+pub(crate) fn mentions(audit: &[gosling_state::AuditLog], key: &str) -> String {
     audit
         .iter()
         .filter(|a| {
             a.resource_id == key || a.details.get("job").and_then(|j| j.as_str()) == Some(key)
         })
-        .map(|a| format!("{} {}:{} {}", a.resource_id, a.actor, a.action, a.details))
+        .map(|a| {
+            let at = a.timestamp.format("%H:%M:%S%.3f");
+            format!(
+                "{at} {} {}:{} {}",
+                a.resource_id, a.actor, a.action, a.details
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -1,10 +1,11 @@
 //! Under faults, over real processes and signals: `kill -9` of MotherGoose while it
 //! provisions, of UglyFox during its passes, of a runner-mode process during its job; after
 //! a restart (or without one, for the runner) the checker finds no lost and no duplicated
-//! runner and nothing left running (Property 31).
+//! runner and nothing left running (Property 31). And a state store that stops answering
+//! for a while: hooks are still acknowledged, nothing is lost, nothing busy is killed.
 
 use gosling_system_tests::check::{check, check_with};
-use gosling_system_tests::{procs, Bins, EggSpec, System, Tuning};
+use gosling_system_tests::{procs, Backend, Bins, EggSpec, System, Tuning};
 use std::time::{Duration, Instant};
 
 const SETTLE: Duration = Duration::from_secs(150);
@@ -121,4 +122,75 @@ async fn kill_9_of_a_runner_process_during_its_job_ends_that_runner_and_only_it(
     check_with(&sys, |id| if id == long { "failed" } else { "success" })
         .await
         .assert_clean();
+}
+
+/// How long the store stays frozen: past the AWS SDK's whole-call timeout (3 attempts of
+/// 10 s), so the services' calls fail and they retry them themselves, and far past
+/// UglyFox's heartbeat limit (4 × 1 s): heartbeats that could not be written look stale
+/// when the store is back.
+const FROZEN: Duration = Duration::from_secs(35);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_store_delays_runners_but_hooks_are_acknowledged_and_nothing_is_lost_or_killed() {
+    let sys = System::start_on(
+        Backend::MotoStore,
+        Bins::build(),
+        // One job per egg: no runner can take another's job (a burst of one egg's jobs
+        // released at once can still make one extra runner; see `handover`).
+        EggSpec::many(7, 1, 2),
+        Tuning::default(),
+    )
+    .await;
+    let eggs = sys.eggs.clone();
+    // Jobs that run through the outage.
+    for egg in &eggs[..3] {
+        sys.job(egg, FROZEN.as_secs_f64() + 8.0).await;
+    }
+    until(Duration::from_secs(60), "three busy runners", async || {
+        runners_in(&sys, "busy").await.len() == 3
+    })
+    .await;
+
+    let registered = sys.gitlab.with(|w| w.runners.len());
+    sys.freeze_store();
+    let frozen = Instant::now();
+    for (i, egg) in eggs[3..].iter().enumerate() {
+        let sent = Instant::now();
+        sys.job(egg, 0.5).await;
+        let answered = sys.gitlab.with(|w| w.deliveries.last().cloned()).unwrap().1;
+        assert_eq!(
+            answered, "200",
+            "hook {i} acknowledged while the store is frozen"
+        );
+        assert!(
+            sent.elapsed() < Duration::from_secs(1),
+            "hook {i} took {:?} while the store is frozen",
+            sent.elapsed()
+        );
+    }
+    tokio::time::sleep(FROZEN.saturating_sub(frozen.elapsed())).await;
+    assert_eq!(
+        sys.gitlab.with(|w| w.runners.len()),
+        registered,
+        "no runner is made while the store cannot record it"
+    );
+    sys.thaw_store();
+    // The calls failed (AWS attempt and call timeouts) and were retried, rather than hung.
+    let log = std::fs::read_to_string(sys.dir.path().join("mothergoose.log")).unwrap();
+    assert!(
+        log.contains("waits for the store"),
+        "MotherGoose's tasks met the outage as errors and retried:\n{log}"
+    );
+
+    settle_and_check(&sys).await;
+    let failed: Vec<String> = sys
+        .store
+        .audit_logs()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action == "mark_failed")
+        .map(|a| format!("{} {}", a.resource_id, a.details))
+        .collect();
+    assert!(failed.is_empty(), "runners marked failed: {failed:?}");
 }
