@@ -268,3 +268,69 @@ async fn a_runner_whose_job_ended_elsewhere_is_ended_when_no_job_waits() {
     );
     t.running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_gitlab_gave_a_runner_being_ended_before_its_hook_was_read_gets_no_new_runner() {
+    let t = two_jobs_with_their_runners().await;
+    // X's runner is being ended (an operator asked); before its machine is removed,
+    // GitLab gives it Y — whose Job Hook saying so is not read yet.
+    let step = t
+        .app
+        .lifecycle
+        .request(&t.gx.id, "operator", false)
+        .await
+        .unwrap();
+    assert_eq!(step, gosling_fleet::Step::Remove);
+    let gid = t.gx.gitlab_runner_id.expect("registered");
+    t.h.gitlab.with(|w| {
+        let y = w.jobs.get_mut(&t.y).unwrap();
+        y.runner_id = Some(gid);
+        y.status = "running".into();
+    });
+    // Y's runner takes X: no runner is free for Y, but GitLab says Y runs already.
+    t.runs_on(t.x, &t.ry).await;
+    eventually(LIMIT, "Y recorded as running on X's runner", || async {
+        let y = t.job(t.y).await;
+        y.status == "running" && y.runner_id.as_deref() == Some(t.gx.id.as_str())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        t.store.runners().await.unwrap().len(),
+        2,
+        "no runner made for a job that runs"
+    );
+    t.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_job_goes_to_a_runner_that_is_up_without_a_job() {
+    let (h, _app, running, ids) = jobs_with_their_runners(&["y"]).await;
+    let store = h.store.clone();
+    let ry = runner_of(&h, ids[0]).await;
+    // It is up and its job ran elsewhere a moment ago (as `handover` records it); it has
+    // not been drained yet when job Z arrives: Z counts on it, no runner is made for Z.
+    let v = store.runner(&ry.id).await.unwrap().unwrap();
+    let mut free = v.item.clone();
+    free.state = "active".into();
+    free.open_jobs.clear();
+    store
+        .put_runner(&free, gosling_state::Expect::Version(v.version))
+        .await
+        .unwrap();
+    let (z, _) = h.gitlab.create_job(7, "z", &["docker"]).await;
+    eventually(LIMIT, "Z counts on the free runner", || async {
+        let zj = store.gitlab_job(&key(&h, z.id)).await.unwrap();
+        zj.and_then(|j| j.item.runner_id).as_deref() == Some(ry.id.as_str())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        store.runners().await.unwrap().len(),
+        1,
+        "no runner made for Z"
+    );
+    let r = store.runner(&ry.id).await.unwrap().unwrap().item;
+    assert_eq!(r.open_jobs, vec![key(&h, z.id)]);
+    running.stop().await;
+}

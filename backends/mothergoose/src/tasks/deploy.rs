@@ -97,6 +97,13 @@ async fn job_runner(app: &App, key: &str) -> Result<(), TaskError> {
     if egg.kind == RunnerKind::Vm && assign_to_ready(app, &job, &egg).await? {
         return Ok(());
     }
+    if super::handover::give_to_free(app, &job, &egg.name).await? {
+        return Ok(());
+    }
+    if job.item.attempts > 0 && super::webhook::started_elsewhere(app, &job.item).await? {
+        // Its runner was taken, and GitLab has given it another of ours meanwhile.
+        return Ok(());
+    }
     let attempt = job.item.attempts + 1;
     if attempt - job.item.taken_by_others.min(job.item.attempts) > MAX_ATTEMPTS {
         give_up(app, &job, "no runner could be made for it").await?;

@@ -101,6 +101,40 @@ pub async fn freed(app: &App, g: &str) -> Result<(), TaskError> {
     Ok(())
 }
 
+/// A new job of `egg` goes to a single-job runner of the egg that is up with no job (the
+/// one it was made for ran on another runner): that runner takes the next fitting job
+/// from GitLab anyway, so making another for this one would leave one of the two idle.
+/// Whether one was given.
+pub async fn give_to_free(
+    app: &App,
+    job: &Versioned<GitLabJob>,
+    egg: &str,
+) -> Result<bool, TaskError> {
+    let up = |r: &Runner| matches!(state_of(r), RunnerState::Active | RunnerState::Idle);
+    let Some(g) = gosling_fleet::unended_runners(&*app.store, Some(egg))
+        .await?
+        .into_iter()
+        .find(|r| without_job(&r.item) && up(&r.item))
+    else {
+        return Ok(false);
+    };
+    let mut j = job.item.clone();
+    j.status = "provisioning".into();
+    let because = json!({ "because": "it had no job when this one arrived" });
+    match app
+        .store
+        .transact(give(app, &j, job.version, &g, because)?)
+        .await
+    {
+        Ok(()) => Ok(true),
+        Err(StateError::Conflict { .. }) => Err(TaskError::Contended(format!(
+            "runner {}: it or job {} changed meanwhile",
+            g.item.id, j.id
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A single-job runner, coming or up, that no job counts on.
 fn without_job(r: &Runner) -> bool {
     let coming_or_up = matches!(

@@ -574,7 +574,38 @@ pub async fn refresh_job(app: &App, record: &GitLabJob) -> Result<bool, TaskErro
     if !is_final_status(&job.status) {
         return Ok(false);
     }
-    let hook = JobHook {
+    finished(app, Some(&host), &hook_of(record.project_id, job)).await?;
+    Ok(true)
+}
+
+/// Asked before a job that lost its runner to another job is given a new one: GitLab may
+/// have given it to another of our runners already, its running hook not read yet (hooks
+/// are read late after a store outage or under load). Then that hook's work is done now
+/// and no runner is made. Whether GitLab says the job is no longer waiting.
+pub async fn started_elsewhere(app: &App, record: &GitLabJob) -> Result<bool, TaskError> {
+    let host = host_of(&record.gitlab_url);
+    let (eggs, _) = candidates(app, Some(&host), record.project_id);
+    let Some(egg) = eggs.first() else {
+        return Ok(false);
+    };
+    let job = match fetch_job(app, egg, record.project_id, record.build_id).await {
+        Ok(j) => j,
+        Err(e) if e.is_transient() => return Err(gitlab_retry(app, e)),
+        Err(_) => return Ok(false),
+    };
+    if is_final_status(&job.status) {
+        finished(app, Some(&host), &hook_of(record.project_id, job)).await?;
+    } else if job.status == "running" {
+        running(app, Some(&host), &hook_of(record.project_id, job)).await?;
+    } else {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// The Job Hook GitLab would have sent for `job` as it stands.
+fn hook_of(project_id: u64, job: Job) -> JobHook {
+    JobHook {
         build_id: job.id,
         build_status: job.status,
         build_name: job.name,
@@ -582,7 +613,7 @@ pub async fn refresh_job(app: &App, record: &GitLabJob) -> Result<bool, TaskErro
         build_duration: job.duration,
         build_failure_reason: None,
         pipeline_id: None,
-        project_id: record.project_id,
+        project_id,
         project: None,
         runner: job.runner.map(|r| gosling_gitlab::hooks::HookRunner {
             id: r.id,
@@ -590,9 +621,7 @@ pub async fn refresh_job(app: &App, record: &GitLabJob) -> Result<bool, TaskErro
             tags: Vec::new(),
         }),
         retries_count: None,
-    };
-    finished(app, Some(&host), &hook).await?;
-    Ok(true)
+    }
 }
 
 /// The reconciler: every pending job of the project that has no record yet goes the same
