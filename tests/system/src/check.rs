@@ -13,11 +13,19 @@ pub struct Report {
     pub jobs: usize,
     /// Runners in the store.
     pub runners: usize,
+    /// Runners ended before they came up because their job ran on a runner that was up
+    /// already (GitLab gives a job to any fitting runner): a cost, not a duplicate.
+    pub unused: Vec<String>,
     /// Everything that does not agree.
     pub problems: Vec<String>,
 }
 
 impl Report {
+    /// Runners that came up (all of them served a job when the report is clean).
+    pub fn served(&self) -> usize {
+        self.runners - self.unused.len()
+    }
+
     /// Panics with every problem, if any.
     pub fn assert_clean(&self) {
         assert!(
@@ -98,7 +106,9 @@ pub async fn check_with<'a>(sys: &System, expect: impl Fn(u64) -> &'a str) -> Re
         if run.state != "terminated" {
             r.problems.push(format!("runner {id} is {}", run.state));
         }
-        if !runner_of_job.contains_key(id) {
+        if !runner_of_job.contains_key(id) && !came_up(&audit, id) {
+            r.unused.push(id.clone());
+        } else if !runner_of_job.contains_key(id) {
             let jobs: Vec<String> = run
                 .jobs
                 .iter()
@@ -140,6 +150,18 @@ pub async fn check_with<'a>(sys: &System, expect: impl Fn(u64) -> &'a str) -> Re
             .push(format!("runner processes still running: {live:?}"));
     }
     r
+}
+
+/// Whether runner `id` ever reported itself up (a `state` entry to active, idle or busy).
+fn came_up(audit: &[gosling_state::AuditLog], id: &str) -> bool {
+    audit.iter().any(|a| {
+        a.resource_id == id
+            && a.action == "state"
+            && matches!(
+                a.details.get("to").and_then(|t| t.as_str()),
+                Some("active" | "idle" | "busy")
+            )
+    })
 }
 
 /// A runner's audit trail in one line: `actor:action details; …`.

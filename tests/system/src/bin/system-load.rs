@@ -57,7 +57,7 @@ async fn burst(jobs: usize, eggs: usize, max: u32) {
         "{jobs} jobs, {eggs} eggs (max_runners {max}): {:.1} s, {:.1} jobs/s end to end; \
          job event -> runner process started p50 {} ms, p99 {} ms; -> runner active \
          (first heartbeat) p50 {} ms, p99 {} ms; peak RSS MotherGoose {} MiB, UglyFox {} MiB; \
-         checker: {} jobs, {} runners, no problems",
+         checker: {} jobs, {} runners ({} ended before they were up), no problems",
         run.elapsed.as_secs_f64(),
         jobs as f64 / run.elapsed.as_secs_f64(),
         load::quantile(&run.created_latencies, 0.5).as_millis(),
@@ -68,6 +68,7 @@ async fn burst(jobs: usize, eggs: usize, max: u32) {
         peak_kib(&samples, 1) / 1024,
         report.jobs,
         report.runners,
+        report.unused.len(),
     );
 }
 
@@ -86,7 +87,8 @@ async fn soak(minutes: f64, rate: f64) {
         "soak {minutes} min at {rate} jobs/s: {jobs} jobs in {:.0} s, p50 {} ms, p99 {} ms; \
          MotherGoose RSS {}..{} MiB (peak {}), slope {:+.2} MiB/h after warm-up, fds {} -> {}; \
          UglyFox RSS {}..{} MiB (peak {}), slope {:+.2} MiB/h, fds {} -> {}; \
-         checker: no problems, nothing left running",
+         checker: no problems, nothing left running\n\
+         MotherGoose: slope {:+.2} MiB/h over the last half; mean RSS per quarter {:?} MiB",
         run.elapsed.as_secs_f64(),
         run.quantile(0.5).as_millis(),
         run.quantile(0.99).as_millis(),
@@ -102,5 +104,19 @@ async fn soak(minutes: f64, rate: f64) {
         slope_mib_per_hour(&samples, 1, 0.2),
         first[1].1,
         last[1].1,
+        slope_mib_per_hour(&samples, 0, 0.5),
+        quarter_means_mib(&samples, 0),
     );
+}
+
+/// The mean RSS (MiB, one decimal) of service `i` in each quarter of the samples: whether
+/// growth levels off shows as shrinking steps.
+fn quarter_means_mib(samples: &[gosling_system_tests::sample::Sample], i: usize) -> Vec<f64> {
+    samples
+        .chunks(samples.len().div_ceil(4).max(1))
+        .map(|c| {
+            let kib = c.iter().map(|s| s.1[i].0 as f64).sum::<f64>() / c.len() as f64;
+            (kib / 1024.0 * 10.0).round() / 10.0
+        })
+        .collect()
 }
