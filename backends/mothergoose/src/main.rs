@@ -320,12 +320,14 @@ async fn run(cli: Cli) -> Result<()> {
 /// glibc gives each thread that allocates its own arena (up to 8 per core), and the
 /// store's blocking calls move between many threads: memory freed in one arena is not
 /// reused by the others, so the process grows. Two arenas keep it near its working set
-/// (the soak in BENCHMARKS.md).
+/// (the soak in BENCHMARKS.md). `MALLOC_ARENA_MAX` in the environment still decides.
 fn few_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt(3) before any other thread exists; it only sets an allocator limit.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt(3) before any other thread exists; it only sets an allocator limit.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
     }
 }
 
