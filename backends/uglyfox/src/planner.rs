@@ -329,9 +329,11 @@ impl Plan {
         self.decisions.iter().filter(move |d| d.kind == kind)
     }
 
-    /// Decisions that act (everything but holds).
+    /// Decisions that act on a runner (everything but holds and notices).
     pub fn actions(&self) -> impl Iterator<Item = &Decision> {
-        self.decisions.iter().filter(|d| d.kind != Kind::Hold)
+        self.decisions
+            .iter()
+            .filter(|d| !matches!(d.kind, Kind::Hold | Kind::Notify))
     }
 }
 
@@ -536,7 +538,8 @@ impl<'a> Planner<'a> {
     fn push(&mut self, i: usize, act: Act<'_>) {
         let r = self.runner(i);
         self.taken[i] = true;
-        self.acted[i] |= act.kind != Kind::Hold;
+        // A notice leaves the runner as it is: a pool limit may still act on it.
+        self.acted[i] |= !matches!(act.kind, Kind::Hold | Kind::Notify);
         self.decisions.push(Decision {
             kind: act.kind,
             egg: r.egg_name.clone(),
