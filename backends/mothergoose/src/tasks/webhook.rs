@@ -561,15 +561,8 @@ async fn other_event(app: &App, host: Option<&str>, event: &Event) -> Result<Val
 /// ended (its final hook was lost, e.g. while MotherGoose was down): when GitLab says it
 /// has ended, that is acted on as its final hook would have been. Whether it had.
 pub async fn refresh_job(app: &App, record: &GitLabJob) -> Result<bool, TaskError> {
-    let host = host_of(&record.gitlab_url);
-    let (eggs, _) = candidates(app, Some(&host), record.project_id);
-    let Some(egg) = eggs.first() else {
+    let Some((host, job)) = job_now(app, record).await? else {
         return Ok(false);
-    };
-    let job = match fetch_job(app, egg, record.project_id, record.build_id).await {
-        Ok(j) => j,
-        Err(e) if e.is_transient() => return Err(gitlab_retry(app, e)),
-        Err(_) => return Ok(false),
     };
     if !is_final_status(&job.status) {
         return Ok(false);
@@ -578,20 +571,28 @@ pub async fn refresh_job(app: &App, record: &GitLabJob) -> Result<bool, TaskErro
     Ok(true)
 }
 
+/// The job of `record` as GitLab has it now, with GitLab's host (`None`: no egg serves
+/// its project any more, or GitLab does not know it).
+async fn job_now(app: &App, record: &GitLabJob) -> Result<Option<(String, Job)>, TaskError> {
+    let host = host_of(&record.gitlab_url);
+    let (eggs, _) = candidates(app, Some(&host), record.project_id);
+    let Some(egg) = eggs.first() else {
+        return Ok(None);
+    };
+    match fetch_job(app, egg, record.project_id, record.build_id).await {
+        Ok(j) => Ok(Some((host, j))),
+        Err(e) if e.is_transient() => Err(gitlab_retry(app, e)),
+        Err(_) => Ok(None),
+    }
+}
+
 /// Asked before a job that lost its runner to another job is given a new one: GitLab may
 /// have given it to another of our runners already, its running hook not read yet (hooks
 /// are read late after a store outage or under load). Then that hook's work is done now
 /// and no runner is made. Whether GitLab says the job is no longer waiting.
 pub async fn started_elsewhere(app: &App, record: &GitLabJob) -> Result<bool, TaskError> {
-    let host = host_of(&record.gitlab_url);
-    let (eggs, _) = candidates(app, Some(&host), record.project_id);
-    let Some(egg) = eggs.first() else {
+    let Some((host, job)) = job_now(app, record).await? else {
         return Ok(false);
-    };
-    let job = match fetch_job(app, egg, record.project_id, record.build_id).await {
-        Ok(j) => j,
-        Err(e) if e.is_transient() => return Err(gitlab_retry(app, e)),
-        Err(_) => return Ok(false),
     };
     if is_final_status(&job.status) {
         finished(app, Some(&host), &hook_of(record.project_id, job)).await?;
