@@ -31,12 +31,12 @@ pub fn signal_and_reap(mut child: Child, signal: i32) {
     let _ = child.wait();
 }
 
-/// Resident memory of `pid` in KiB (VmRSS), if it runs.
-pub fn rss_kib(pid: u32) -> Option<u64> {
+/// Field `field` (`VmRSS`, `RssAnon`, …) of `pid`'s /proc status in KiB, if it runs.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
         .split_whitespace()
         .next()?
         .parse()

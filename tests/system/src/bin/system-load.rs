@@ -4,13 +4,16 @@
 //!   jobs over 5 eggs and 3 projects), checked; jobs per second end to end, job event →
 //!   runner active p50/p99, peak memory of MotherGoose and UglyFox.
 //! - `system-load soak MINUTES [JOBS_PER_SECOND]`: a steady job rate (default 2/s) for that
-//!   long, checked; memory of MotherGoose and UglyFox sampled every 10 s with its slope
-//!   after warm-up, their open file descriptors at the start and the end, and (through the
-//!   checker) no runner process, agent or runner left behind.
+//!   long, checked; memory of MotherGoose and UglyFox (resident and private) sampled
+//!   every 10 s with its slope after warm-up and over the last half, their open file
+//!   descriptors at the start and the end, and (through the checker) no runner process,
+//!   agent or runner left behind.
 //!
 //! `cargo run --release -p gosling-system-tests --bin system-load -- soak 30`
 
-use gosling_system_tests::sample::{peak_kib, slope_mib_per_hour, Sampler};
+use gosling_system_tests::sample::{
+    peak_kib, quarter_means_mib, slope_mib_per_hour, Memory, Sample, Sampler,
+};
 use gosling_system_tests::{check::check, load, Bins, EggSpec, System, Tuning};
 use std::time::Duration;
 
@@ -64,8 +67,8 @@ async fn burst(jobs: usize, eggs: usize, max: u32) {
         load::quantile(&run.created_latencies, 0.99).as_millis(),
         run.quantile(0.5).as_millis(),
         run.quantile(0.99).as_millis(),
-        peak_kib(&samples, 0) / 1024,
-        peak_kib(&samples, 1) / 1024,
+        peak_kib(&samples, 0, Memory::Resident) / 1024,
+        peak_kib(&samples, 1, Memory::Resident) / 1024,
         report.jobs,
         report.runners,
         report.unused.len(),
@@ -82,41 +85,39 @@ async fn soak(minutes: f64, rate: f64) {
     let samples = sampler.finish();
     let report = check(&sys, "success").await;
     report.assert_clean();
-    let (first, last) = (samples.first().unwrap().1, samples.last().unwrap().1);
     println!(
         "soak {minutes} min at {rate} jobs/s: {jobs} jobs in {:.0} s, p50 {} ms, p99 {} ms; \
-         MotherGoose RSS {}..{} MiB (peak {}), slope {:+.2} MiB/h after warm-up, fds {} -> {}; \
-         UglyFox RSS {}..{} MiB (peak {}), slope {:+.2} MiB/h, fds {} -> {}; \
-         checker: no problems, nothing left running\n\
-         MotherGoose: slope {:+.2} MiB/h over the last half; mean RSS per quarter {:?} MiB",
+         checker: no problems, nothing left running",
         run.elapsed.as_secs_f64(),
         run.quantile(0.5).as_millis(),
         run.quantile(0.99).as_millis(),
-        first[0].0 / 1024,
-        last[0].0 / 1024,
-        peak_kib(&samples, 0) / 1024,
-        slope_mib_per_hour(&samples, 0, 0.2),
-        first[0].1,
-        last[0].1,
-        first[1].0 / 1024,
-        last[1].0 / 1024,
-        peak_kib(&samples, 1) / 1024,
-        slope_mib_per_hour(&samples, 1, 0.2),
-        first[1].1,
-        last[1].1,
-        slope_mib_per_hour(&samples, 0, 0.5),
-        quarter_means_mib(&samples, 0),
     );
+    for (i, name) in ["MotherGoose", "UglyFox"].into_iter().enumerate() {
+        println!("{name}: {}", usage(&samples, i));
+    }
 }
 
-/// The mean RSS (MiB, one decimal) of service `i` in each quarter of the samples: whether
-/// growth levels off shows as shrinking steps.
-fn quarter_means_mib(samples: &[gosling_system_tests::sample::Sample], i: usize) -> Vec<f64> {
-    samples
-        .chunks(samples.len().div_ceil(4).max(1))
-        .map(|c| {
-            let kib = c.iter().map(|s| s.1[i].0 as f64).sum::<f64>() / c.len() as f64;
-            (kib / 1024.0 * 10.0).round() / 10.0
-        })
-        .collect()
+/// Service `i`'s memory and descriptors over a soak: first..last (peak), the slope after
+/// warm-up and over the last half, the mean per quarter — resident, then private.
+fn usage(samples: &[Sample], i: usize) -> String {
+    let (first, last) = (samples.first().unwrap().1[i], samples.last().unwrap().1[i]);
+    let one = |m: Memory, a: u64, b: u64| {
+        format!(
+            "{:.1}..{:.1} MiB (peak {:.1}), slope {:+.2} MiB/h after warm-up, \
+             {:+.2} MiB/h over the last half, mean per quarter {:?} MiB",
+            a as f64 / 1024.0,
+            b as f64 / 1024.0,
+            peak_kib(samples, i, m) as f64 / 1024.0,
+            slope_mib_per_hour(samples, i, m, 0.2),
+            slope_mib_per_hour(samples, i, m, 0.5),
+            quarter_means_mib(samples, i, m),
+        )
+    };
+    format!(
+        "resident {}; private {}; fds {} -> {}",
+        one(Memory::Resident, first.resident_kib, last.resident_kib),
+        one(Memory::Private, first.private_kib, last.private_kib),
+        first.fds,
+        last.fds,
+    )
 }
