@@ -94,14 +94,15 @@ async fn job_runner(app: &App, key: &str) -> Result<(), TaskError> {
         .await?;
         return Ok(());
     };
+    if job.item.attempts > 0 && super::webhook::started_elsewhere(app, &job.item).await? {
+        // Its runner was taken, and GitLab has given it another of ours meanwhile: asked
+        // before any runner is offered, so none is assigned a job already running elsewhere.
+        return Ok(());
+    }
     if egg.kind == RunnerKind::Vm && assign_to_ready(app, &job, &egg).await? {
         return Ok(());
     }
     if super::handover::give_to_free(app, &job, &egg.name).await? {
-        return Ok(());
-    }
-    if job.item.attempts > 0 && super::webhook::started_elsewhere(app, &job.item).await? {
-        // Its runner was taken, and GitLab has given it another of ours meanwhile.
         return Ok(());
     }
     let attempt = job.item.attempts + 1;
