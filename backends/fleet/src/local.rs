@@ -1,10 +1,11 @@
 //! The `local` provider: each runner is a child process on this machine (`gosling runner …`
 //! by default), so the whole system runs without a cloud account.
 //!
-//! Every runner gets a folder `DIR/RUNNER_ID/` with its pid file and its output log. The
-//! process runs in its own process group, so it outlives a MotherGoose that is killed
-//! (`kill -9`) and is found again after a restart through its pid file; a pid is trusted
-//! only while `/proc/PID/cmdline` still names the runner, so a reused pid is never killed.
+//! Every runner gets a folder `DIR/RUNNER_ID/` with its pid file and its output log, removed
+//! when the runner is terminated. The process runs in its own process group, so it
+//! outlives a MotherGoose that is killed (`kill -9`) and is found again after a restart
+//! through its pid file; a pid is trusted only while `/proc/PID/cmdline` still names the
+//! runner, so a reused pid is never killed.
 
 use crate::provider::{Handle, MachineStatus, Provider, ProviderError, RunnerSpec};
 use async_trait::async_trait;
@@ -54,6 +55,16 @@ impl LocalProvider {
     /// The folder of a runner.
     pub fn runner_dir(&self, runner_id: &str) -> PathBuf {
         self.dir.join(runner_id)
+    }
+
+    /// The folder of runner `runner_id` when the id names one folder right under `dir`
+    /// (never `dir` itself, nor a path elsewhere).
+    fn own_folder(&self, runner_id: &str) -> Option<PathBuf> {
+        let mut parts = Path::new(runner_id).components();
+        match (parts.next(), parts.next()) {
+            (Some(std::path::Component::Normal(_)), None) => Some(self.runner_dir(runner_id)),
+            _ => None,
+        }
     }
 
     fn failure(&self, what: &str, e: impl std::fmt::Display) -> ProviderError {
@@ -215,6 +226,16 @@ impl Provider for LocalProvider {
             .parse()
             .map_err(|_| ProviderError::permanent(NAME, format!("bad pid `{}`", handle.id)))?;
         let runner = handle.details.get("runner_id").cloned().unwrap_or_default();
+        let dir = self.own_folder(&runner);
+        // Held until the folder is gone: a create of this runner meanwhile starts nothing.
+        let _lock = match &dir {
+            Some(d) => match lock_exclusive(&d.join("create.lock")).await {
+                Ok(l) => Some(l),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(self.failure("locking the runner folder", e)),
+            },
+            None => None,
+        };
         if process_runs(pid, &runner) {
             signal_group(pid, libc::SIGTERM);
             let deadline = tokio::time::Instant::now() + self.grace;
@@ -226,7 +247,12 @@ impl Provider for LocalProvider {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        let _ = std::fs::remove_file(self.runner_dir(&runner).join("runner.pid"));
-        Ok(())
+        // The folder goes with the process, as a machine's disk goes with the machine: its
+        // pid file, its log and its config (which holds the runner's token).
+        match dir.map(std::fs::remove_dir_all) {
+            None | Some(Ok(())) => Ok(()),
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Some(Err(e)) => Err(self.failure("removing the runner folder", e)),
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The `local` provider (runners as processes on this machine): creating a runner is
-//! idempotent by its id, also when several workers create it at the same moment.
+//! idempotent by its id, also when several workers create it at the same moment; ending
+//! it removes its process and its folder, and nothing else.
 
 mod common;
 
@@ -55,4 +56,31 @@ async fn concurrent_creates_of_one_runner_start_one_process() {
     p.terminate(&handle).await.unwrap();
     assert_eq!(p.status(&handle).await.unwrap(), MachineStatus::Gone);
     assert_eq!(processes_of("r-concurrent-create"), 0);
+    let folder = dir.path().join("runners/r-concurrent-create");
+    assert!(!folder.exists(), "its folder (config, log) goes with it");
+    p.terminate(&handle).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_handle_that_names_no_runner_folder_removes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = provider(dir.path());
+    let egg = common::egg("app", fly_ir::Provider::Aws, fly_ir::RunnerKind::Vm);
+    let kept = p.create(&common::spec("r-kept", egg)).await.unwrap();
+    for runner in [None, Some(""), Some(".."), Some("r-kept/.."), Some("/tmp")] {
+        let mut h = kept.clone();
+        h.id = "999999999".into();
+        match runner {
+            Some(r) => h.details.insert("runner_id".into(), r.into()),
+            None => h.details.remove("runner_id"),
+        };
+        p.terminate(&h).await.unwrap();
+        assert!(
+            dir.path().join("runners/r-kept/runner.pid").exists(),
+            "{runner:?}"
+        );
+    }
+    p.terminate(&kept).await.unwrap();
+    assert!(!dir.path().join("runners/r-kept").exists());
+    assert!(dir.path().join("runners").exists());
 }

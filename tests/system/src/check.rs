@@ -1,7 +1,7 @@
 //! The checker: GitLab, the state store, the audit log, the fake agents' event logs and
 //! the local processes must tell the same story — every job ran once, on exactly one
 //! runner of an egg that serves it; every single-job runner was created once and ended
-//! once; nothing is left running (Property 31).
+//! once; nothing is left running and no ended runner's folder is left (Property 31).
 
 use crate::{procs, System};
 use std::collections::{BTreeMap, BTreeSet};
@@ -148,6 +148,16 @@ pub async fn check_with<'a>(sys: &System, expect: impl Fn(u64) -> &'a str) -> Re
     if !live.is_empty() {
         r.problems
             .push(format!("runner processes still running: {live:?}"));
+    }
+    let left: Vec<String> = std::fs::read_dir(sys.dir.path().join("runners"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|id| runners.get(id).is_some_and(|run| run.state == "terminated"))
+        .collect();
+    if !left.is_empty() {
+        r.problems
+            .push(format!("folders of ended runners left behind: {left:?}"));
     }
     r
 }
