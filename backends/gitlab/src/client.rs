@@ -79,6 +79,8 @@ pub struct Retry {
     pub base_delay: Duration,
     /// The longest a `Retry-After` answer may make a call wait.
     pub max_delay: Duration,
+    /// How long one attempt may take, answer included, before it counts as failed.
+    pub attempt_timeout: Duration,
 }
 
 impl Default for Retry {
@@ -87,6 +89,7 @@ impl Default for Retry {
             attempts: 4,
             base_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -245,8 +248,8 @@ impl GitLab {
     /// A client with `token` and a retry policy.
     pub fn new(token: SecretString, retry: Retry) -> GitLab {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(10))
+            .timeout(retry.attempt_timeout)
+            .connect_timeout(retry.attempt_timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("gosling/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();

@@ -1,6 +1,7 @@
 //! Exactly-once provisioning under faults: a provider failing then succeeding, GitLab
-//! answering 500 and 429 with Retry-After, a worker that dies mid-task (restart recovery,
-//! Property 31), and two MotherGoose instances over one store and queue.
+//! answering 500 and 429 with Retry-After or answering too late, a worker that dies
+//! mid-task (restart recovery, Property 31), and two MotherGoose instances over one store
+//! and queue.
 
 mod support;
 
@@ -135,6 +136,49 @@ async fn gitlab_errors_and_rate_limits_are_retried() {
     assert_eq!(h.store.runners().await.unwrap().len(), 1);
     assert!(app.metrics.get("mothergoose_gitlab_errors_total", "job") >= 1);
     assert_eq!(h.gitlab.with(|w| w.faults.len()), 0, "every fault was met");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_answering_too_late_is_given_up_on_and_retried() {
+    let mut h = deployed(true).await;
+    let p = Arc::new(Scripted::default());
+    let patience = gosling::gitlab::Retry {
+        attempt_timeout: Duration::from_millis(300),
+        ..fast_retry()
+    };
+    let app = h
+        .app_with(Providers::single(p.clone()), None, patience)
+        .await;
+    let running = h.start(app.clone()).await;
+    // GitLab answers the next four calls only after two seconds: each attempt gives up
+    // after 300 ms (the job lookup's three, then one more call), not after the default 30 s.
+    let late = Fault {
+        status: 200,
+        retry_after: None,
+        delay_ms: 2_000,
+    };
+    h.gitlab.fail_next(4, late);
+    let started = std::time::Instant::now();
+    h.gitlab.create_job(7, "build", &["docker"]).await;
+    eventually(LIMIT, "the runner's machine", || async {
+        machines(&h).await == 1
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(h.store.runners().await.unwrap().len(), 1);
+    assert!(app.metrics.get("mothergoose_gitlab_errors_total", "job") >= 1);
+    assert_eq!(
+        h.gitlab.with(|w| w.faults.len()),
+        0,
+        "every late answer was met"
+    );
+    let created = p.created.lock().unwrap().clone();
+    assert!(created.values().all(|n| *n == 1), "{created:?}");
     running.stop().await;
 }
 

@@ -92,6 +92,7 @@ impl MotherGoose {
                 attempts: 3,
                 base_delay: Duration::from_millis(20),
                 max_delay: Duration::from_secs(2),
+                attempt_timeout: Duration::from_secs(10),
             }),
         };
         let app = App::open(settings, overrides).await.unwrap();

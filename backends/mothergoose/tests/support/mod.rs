@@ -188,12 +188,22 @@ impl Harness {
 
     /// Opens MotherGoose with `providers` (and a clock, if given).
     pub async fn app(&self, providers: Providers, clock: Option<SharedClock>) -> Arc<App> {
+        self.app_with(providers, clock, fast_retry()).await
+    }
+
+    /// [`app`](Harness::app) with its GitLab calls retried as `retry` says.
+    pub async fn app_with(
+        &self,
+        providers: Providers,
+        clock: Option<SharedClock>,
+        retry: gosling::gitlab::Retry,
+    ) -> Arc<App> {
         App::open(
             self.settings.clone(),
             Overrides {
                 clock,
                 providers: Some(providers),
-                retry: Some(fast_retry()),
+                retry: Some(retry),
             },
         )
         .await
@@ -218,6 +228,7 @@ pub fn fast_retry() -> gosling::gitlab::Retry {
         attempts: 3,
         base_delay: Duration::from_millis(20),
         max_delay: Duration::from_secs(2),
+        attempt_timeout: Duration::from_secs(10),
     }
 }
 
