@@ -172,6 +172,15 @@ async fn credentials_act_only_as_their_owner() {
         metrics.contains("mothergoose_heartbeats_total"),
         "{metrics}"
     );
+    let sqlite_bytes: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mothergoose_sqlite_memory_bytes "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(
+        sqlite_bytes > 0.0,
+        "the embedded store's SQLite holds memory"
+    );
     assert_eq!(
         http.get(url("/health")).send().await.unwrap().status(),
         StatusCode::OK,

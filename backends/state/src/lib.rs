@@ -66,7 +66,7 @@ pub use open::{
     aws_config, aws_timeouts, open_objects, open_s3, open_state, AwsCredentials, OpenOptions,
     AWS_ATTEMPT_TIMEOUT,
 };
-pub use sqlite::SqliteStore;
+pub use sqlite::{sqlite_memory_used, SqliteStore};
 pub use store::{
     from_item, key_of, meta_value_doc, show_key, to_doc, ApplyDeployment, ApplyStats, Doc, Expect,
     Item, StateStore, Write,

@@ -25,6 +25,14 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Bytes SQLite holds in this process, over all its connections (the embedded store's and
+/// queue's page caches, each bounded by its `cache_size`, SQLite's default 2,000 KiB).
+pub fn sqlite_memory_used() -> u64 {
+    // SAFETY: sqlite3_memory_used only reads SQLite's own counter (thread-safe build).
+    let used = unsafe { rusqlite::ffi::sqlite3_memory_used() };
+    used.max(0) as u64
+}
+
 impl SqliteStore {
     /// Opens (and creates, with its folder) the database at `path`.
     ///

@@ -420,6 +420,26 @@ impl System {
         panic!("MotherGoose did not answer /health within 30 s");
     }
 
+    /// A new MotherGoose admin token (`mothergoose token admin --rotate`).
+    pub fn admin_token(&self) -> String {
+        let out = self
+            .command(&self.bins.mothergoose)
+            .args(["token", "admin", "--rotate", "--state", &self.state])
+            .output()
+            .expect("mothergoose token runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The value of gauge `name` on MotherGoose's `/metrics` (read with `admin_token`).
+    pub async fn mothergoose_gauge(&self, admin_token: &str, name: &str) -> Option<f64> {
+        gauge(&self.mothergoose_url, admin_token, name).await
+    }
+
     /// Starts `uglyfox run`.
     pub fn start_uglyfox(&mut self) {
         assert!(self.uglyfox.is_none(), "UglyFox runs already");
@@ -641,4 +661,21 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// Gauge `name` on the `/metrics` of the service at `url`.
+pub async fn gauge(url: &str, bearer: &str, name: &str) -> Option<f64> {
+    let text = reqwest::Client::new()
+        .get(format!("{url}/metrics"))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))?
+        .parse()
+        .ok()
 }

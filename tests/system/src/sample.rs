@@ -3,7 +3,9 @@
 //!
 //! Two measures of memory: resident (VmRSS) counts the executable's own pages, which are
 //! read in from the file as code paths are first taken and are shared, bounded by the
-//! binary; private (RssAnon: heap, stacks, anonymous maps) is what a leak grows.
+//! binary; private (RssAnon: heap, stacks, anonymous maps) is what a leak grows. Part of
+//! MotherGoose's private memory is SQLite's page caches, which fill up to their bound as
+//! the databases grow; read from its `/metrics`, it is taken out in `OutsideSqlite`.
 
 use crate::procs;
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,8 @@ pub struct Usage {
     pub private_kib: u64,
     /// Open file descriptors.
     pub fds: usize,
+    /// Memory SQLite holds, KiB (MotherGoose's gauge; 0 when not read).
+    pub sqlite_kib: u64,
 }
 
 /// Which memory figure a summary is of.
@@ -27,6 +31,8 @@ pub enum Memory {
     Resident,
     /// RssAnon.
     Private,
+    /// RssAnon less what SQLite holds.
+    OutsideSqlite,
 }
 
 impl Usage {
@@ -35,6 +41,7 @@ impl Usage {
             resident_kib: procs::status_kib(pid, "VmRSS").unwrap_or(0),
             private_kib: procs::status_kib(pid, "RssAnon").unwrap_or(0),
             fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count()),
+            sqlite_kib: 0,
         }
     }
 
@@ -42,6 +49,7 @@ impl Usage {
         match m {
             Memory::Resident => self.resident_kib,
             Memory::Private => self.private_kib,
+            Memory::OutsideSqlite => self.private_kib.saturating_sub(self.sqlite_kib),
         }
     }
 }
@@ -56,14 +64,23 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Starts sampling `pids` (MotherGoose, UglyFox) every `every`.
-    pub fn start(pids: [Option<u32>; 2], every: Duration) -> Sampler {
+    /// Starts sampling `pids` (MotherGoose, UglyFox) every `every`; with `metrics` (URL
+    /// and admin token), MotherGoose's SQLite memory too.
+    pub fn start(
+        pids: [Option<u32>; 2],
+        every: Duration,
+        metrics: Option<(String, String)>,
+    ) -> Sampler {
         let samples = Arc::new(Mutex::new(Vec::new()));
         let out = samples.clone();
         let task = tokio::spawn(async move {
             let start = Instant::now();
             loop {
-                let one = pids.map(|p| p.map_or(Usage::default(), Usage::of));
+                let mut one = pids.map(|p| p.map_or(Usage::default(), Usage::of));
+                if let Some((url, token)) = &metrics {
+                    let bytes = crate::gauge(url, token, "mothergoose_sqlite_memory_bytes").await;
+                    one[0].sqlite_kib = bytes.unwrap_or(0.0) as u64 / 1024;
+                }
                 out.lock()
                     .unwrap()
                     .push((start.elapsed().as_secs_f64(), one));
@@ -131,6 +148,7 @@ mod tests {
             resident_kib: private_kib + 10_240,
             private_kib,
             fds: 3,
+            sqlite_kib: private_kib / 2,
         };
         (t, [u, Usage::default()])
     }
@@ -146,6 +164,7 @@ mod tests {
         let s = slope_mib_per_hour(&rising, 0, Memory::Resident, 0.2);
         assert!((s - 2.0).abs() < 1e-9, "{s}");
         assert_eq!(peak_kib(&rising, 0, Memory::Private), 9 * 2048);
+        assert_eq!(peak_kib(&rising, 0, Memory::OutsideSqlite), 9 * 1024);
         assert_eq!(
             quarter_means_mib(&flat, 0, Memory::Private),
             [0.0, 1.0, 1.0, 1.0]

@@ -108,6 +108,11 @@ pub async fn metrics(
             "The deployment in force.",
             app.deployed.current().map_or(0.0, |d| d.version as f64),
         ),
+        (
+            "mothergoose_sqlite_memory_bytes",
+            "Memory SQLite holds: the embedded store's and queue's page caches, each bounded.",
+            gosling_state::sqlite_memory_used() as f64,
+        ),
     ]);
     Ok((
         [(

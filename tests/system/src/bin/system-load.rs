@@ -12,7 +12,7 @@
 //! `cargo run --release -p gosling-system-tests --bin system-load -- soak 30`
 
 use gosling_system_tests::sample::{
-    peak_kib, quarter_means_mib, slope_mib_per_hour, Memory, Sample, Sampler,
+    peak_kib, quarter_means_mib, slope_mib_per_hour, Memory, Sample, Sampler, Usage,
 };
 use gosling_system_tests::{check::check, load, Bins, EggSpec, System, Tuning};
 use std::time::Duration;
@@ -45,7 +45,7 @@ async fn start(eggs: usize, max: u32) -> System {
 async fn burst(jobs: usize, eggs: usize, max: u32) {
     let sys = start(eggs, max).await;
     let (m, u) = sys.service_pids();
-    let sampler = Sampler::start([m, u], Duration::from_millis(100));
+    let sampler = Sampler::start([m, u], Duration::from_millis(100), None);
     let run = load::run(
         &sys,
         jobs,
@@ -78,7 +78,8 @@ async fn burst(jobs: usize, eggs: usize, max: u32) {
 async fn soak(minutes: f64, rate: f64) {
     let sys = start(5, 8).await;
     let (m, u) = sys.service_pids();
-    let sampler = Sampler::start([m, u], Duration::from_secs(10));
+    let metrics = (sys.mothergoose_url.clone(), sys.admin_token());
+    let sampler = Sampler::start([m, u], Duration::from_secs(10), Some(metrics));
     let jobs = (minutes * 60.0 * rate) as usize;
     let gap = Duration::from_secs_f64(1.0 / rate);
     let run = load::run(&sys, jobs, gap, Duration::from_secs(900)).await;
@@ -113,11 +114,19 @@ fn usage(samples: &[Sample], i: usize) -> String {
             quarter_means_mib(samples, i, m),
         )
     };
-    format!(
-        "resident {}; private {}; fds {} -> {}",
+    let outside = |u: Usage| u.private_kib.saturating_sub(u.sqlite_kib);
+    let mut text = format!(
+        "resident {}; private {}; ",
         one(Memory::Resident, first.resident_kib, last.resident_kib),
         one(Memory::Private, first.private_kib, last.private_kib),
-        first.fds,
-        last.fds,
-    )
+    );
+    if last.sqlite_kib > 0 {
+        text += &format!(
+            "private outside SQLite {} (SQLite {:.1}..{:.1} MiB); ",
+            one(Memory::OutsideSqlite, outside(first), outside(last)),
+            first.sqlite_kib as f64 / 1024.0,
+            last.sqlite_kib as f64 / 1024.0,
+        );
+    }
+    text + &format!("fds {} -> {}", first.fds, last.fds)
 }
