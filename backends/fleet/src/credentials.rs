@@ -143,6 +143,46 @@ pub fn token_matches(stored_hash: &str, presented: &str) -> bool {
     h.len() == stored_hash.len() && bool::from(h.as_bytes().ct_eq(stored_hash.as_bytes()))
 }
 
+/// Checks presented tokens against a [`StoredToken`]'s hash, kept in memory. A mismatch
+/// re-reads the hash when none was stored yet or the copy is older than a second, so a
+/// created or rotated token works at once and bad tokens cost at most a read a second.
+pub struct TokenCheck {
+    token: StoredToken,
+    cached: std::sync::Mutex<(Option<String>, Option<std::time::Instant>)>,
+}
+
+impl TokenCheck {
+    /// A check of `token`, nothing read yet.
+    pub fn new(token: StoredToken) -> TokenCheck {
+        TokenCheck {
+            token,
+            cached: std::sync::Mutex::new((None, None)),
+        }
+    }
+
+    /// Whether `presented` is the token `store` keeps (constant-time comparison).
+    pub async fn allows(&self, store: &dyn StateStore, presented: &str) -> bool {
+        let matches =
+            |h: &Option<String>| h.as_deref().is_some_and(|h| token_matches(h, presented));
+        let stale = {
+            let c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+            if matches(&c.0) {
+                return true;
+            }
+            let old = |t: &std::time::Instant| t.elapsed() > std::time::Duration::from_secs(1);
+            c.0.is_none() || c.1.as_ref().is_none_or(old)
+        };
+        if !stale {
+            return false;
+        }
+        let hash = self.token.hash(store).await.ok().flatten();
+        let ok = matches(&hash);
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) =
+            (hash, Some(std::time::Instant::now()));
+        ok
+    }
+}
+
 /// A token whose hash is kept in the store's `meta` table under `name`.
 pub struct StoredToken {
     /// The `meta` key.

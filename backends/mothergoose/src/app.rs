@@ -3,7 +3,7 @@
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use gosling_fleet::credentials::{RunnerKeys, ADMIN_TOKEN, RIFT_TOKEN};
+use gosling_fleet::credentials::{RunnerKeys, TokenCheck, ADMIN_TOKEN, RIFT_TOKEN};
 use gosling_fleet::secrets::Secrets;
 use gosling_fleet::{DeployedWatch, Fleet, Lifecycle, Providers, Registry, TerminationPolicy};
 use gosling_gitlab::{Retry, SigningKey};
@@ -14,7 +14,7 @@ use gosling_state::{
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Why MotherGoose could not start.
 #[derive(Debug, thiserror::Error)]
@@ -84,8 +84,9 @@ pub struct App {
     webhook_secret: RwLock<Option<SecretString>>,
     /// The Standard Webhooks signing key, when deliveries are signed.
     pub signing_key: Option<SigningKey>,
-    /// Hashes of the admin and Rift tokens, re-read when a token does not match.
-    tokens: Mutex<TokenCache>,
+    /// The admin and Rift tokens' checks.
+    admin_token: TokenCheck,
+    rift_token: TokenCheck,
     /// Counters.
     pub metrics: Metrics,
     /// Project job timeouts read from GitLab, by `host/project`.
@@ -122,13 +123,6 @@ impl Drop for Claim<'_> {
         let mut keys = self.of.0.lock().unwrap_or_else(|p| p.into_inner());
         keys.remove(&self.key);
     }
-}
-
-#[derive(Default)]
-struct TokenCache {
-    admin: Option<String>,
-    rift: Option<String>,
-    read_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for App {
@@ -227,7 +221,8 @@ impl App {
             keys,
             webhook_secret: RwLock::new(None),
             signing_key,
-            tokens: Mutex::new(TokenCache::default()),
+            admin_token: TokenCheck::new(ADMIN_TOKEN),
+            rift_token: TokenCheck::new(RIFT_TOKEN),
             metrics: Metrics::default(),
             project_timeouts: Mutex::new(HashMap::new()),
             gitlab_versions: Mutex::new(HashMap::new()),
@@ -272,42 +267,15 @@ impl App {
         ADMIN_TOKEN.ensure(&*self.store).await
     }
 
-    /// Whether `presented` is the admin token (or, with `rift`, Rift's token). A mismatch
-    /// re-reads the stored hashes at most once a second, so a rotated token works at once.
+    /// Whether `presented` is the admin token (or, with `rift`, Rift's token); see
+    /// [`TokenCheck`] for when the stored hashes are re-read.
     pub async fn token_ok(&self, presented: &str, rift: bool) -> bool {
-        use gosling_fleet::credentials::token_matches;
-        let check = |c: &TokenCache| {
-            let h = if rift { &c.rift } else { &c.admin };
-            h.as_deref().is_some_and(|h| token_matches(h, presented))
+        let check = if rift {
+            &self.rift_token
+        } else {
+            &self.admin_token
         };
-        let stale = {
-            let c = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-            if check(&c) {
-                return true;
-            }
-            // No token of that kind yet (it may just have been created), or the hashes
-            // are older than a second (it may just have been rotated).
-            let missing = if rift {
-                c.rift.is_none()
-            } else {
-                c.admin.is_none()
-            };
-            missing
-                || c.read_at
-                    .is_none_or(|t| t.elapsed() > Duration::from_secs(1))
-        };
-        if !stale {
-            return false;
-        }
-        let admin = ADMIN_TOKEN.hash(&*self.store).await.ok().flatten();
-        let rift_hash = RIFT_TOKEN.hash(&*self.store).await.ok().flatten();
-        let mut c = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        *c = TokenCache {
-            admin,
-            rift: rift_hash,
-            read_at: Some(Instant::now()),
-        };
-        check(&c)
+        check.allows(&*self.store, presented).await
     }
 }
 

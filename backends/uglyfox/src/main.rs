@@ -66,7 +66,7 @@ enum Command {
     },
     /// Run passes every check_interval and cron Jobs, until SIGINT/SIGTERM.
     Run {
-        /// Serve `/metrics` and `/health` here (unauthenticated: bind an internal address).
+        /// Serve `/metrics` (for the MotherGoose admin token) and `/health` here.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
         /// One pass and one cron tick, then exit.
@@ -348,6 +348,7 @@ async fn run_cmd(s: &Settings, listen: Option<std::net::SocketAddr>, once: bool)
             Some(tokio::spawn(uglyfox::server::serve(
                 l,
                 opened.metrics.clone(),
+                opened.fox.store.clone(),
                 async move {
                     let _ = rx.wait_for(|v| *v).await;
                 },

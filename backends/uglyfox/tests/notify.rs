@@ -1,5 +1,5 @@
 //! The notification channels against servers the test starts: a webhook (HTTP POST JSON)
-//! and a tiny SMTP server; and `/metrics`, `/health`.
+//! and a tiny SMTP server; and `/metrics` (admin token), `/health` (open).
 
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -202,19 +202,40 @@ async fn channels_route_mail_to_smtp_and_everything_to_the_webhook() {
 }
 
 #[tokio::test]
-async fn metrics_and_health_are_served() {
+async fn metrics_are_served_for_the_admin_token_and_health_to_anyone() {
+    use gosling_fleet::credentials::ADMIN_TOKEN;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn gosling_state::StateStore> =
+        Arc::new(gosling_state::SqliteStore::open(&dir.path().join("state.db"), false).unwrap());
     let m = Arc::new(uglyfox::metrics::Metrics::default());
     m.passes.fetch_add(3, std::sync::atomic::Ordering::Relaxed);
     m.decided(uglyfox::Kind::Demote);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    tokio::spawn(uglyfox::server::serve(l, m, std::future::pending()));
-    let body = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    tokio::spawn(uglyfox::server::serve(
+        l,
+        m,
+        store.clone(),
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::new();
+    let metrics = |token: Option<&str>| {
+        let mut r = http.get(format!("http://{addr}/metrics"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    // No admin token exists yet: nothing opens the metrics.
+    assert_eq!(metrics(None).await.unwrap().status(), 401);
+    assert_eq!(metrics(Some("gsa_guess")).await.unwrap().status(), 401);
+    // Created (by MotherGoose, or `mothergoose token admin`) while UglyFox runs: it works
+    // at once; another token does not.
+    let token = ADMIN_TOKEN.ensure(&*store).await.unwrap().expect("created");
+    assert_eq!(metrics(Some("gsa_guess")).await.unwrap().status(), 401);
+    let answer = metrics(Some(token.expose())).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body = answer.text().await.unwrap();
     assert!(body.contains("uglyfox_passes_total 3"), "{body}");
     assert!(
         body.contains("uglyfox_decisions_total{kind=\"demote\"} 1"),
