@@ -412,7 +412,14 @@ async fn handle_main(
         Err(e) => {
             tracing::debug!(%method, code = e.code, status = %e.status, "request failed");
             let rid = format!("{:016X}", state.request_ids.fetch_add(1, Ordering::Relaxed));
-            e.into_response(method == Method::HEAD, &rid)
+            let mut r = e.into_response(method == Method::HEAD, &rid);
+            if matches!(method, Method::PUT | Method::POST) {
+                // The upload may not have been read to its end, so the connection is not
+                // reused: a client must not send its next request on it.
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            r
         }
     };
     Ok(resp)
@@ -455,22 +462,15 @@ async fn route(
     // A cheap handle (shared bytes), so that the path outlives the moved request.
     let uri = req.uri().clone();
     let path = uri.path();
-    match path {
-        "/health" => return Ok(text(StatusCode::OK, "ok\n")),
-        "/metrics" => {
-            let m = state.metrics.render(state.store.gauges());
-            let mut r = text(StatusCode::OK, m);
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            return Ok(r);
-        }
-        _ => {}
+    if path == "/health" {
+        return Ok(text(StatusCode::OK, "ok\n"));
     }
     if let Err(wait) = state.limiter.check(peer.ip()) {
         Metrics::inc(&state.metrics.rate_limited);
         return Err(ApiError::rate_limited(wait.as_secs()));
+    }
+    if path == "/metrics" {
+        return metrics(state, peer, req.headers());
     }
     let query = uri.query();
     let sig = sigv4::is_sigv4(req.headers(), query);
@@ -495,6 +495,33 @@ async fn route(
     }
     // SigV4 requests have their own (boxed) future: the bearer path stays small to move.
     Box::pin(route_s3(state, peer, req, path, query)).await
+}
+
+/// `/metrics`, for a token of the auth file (an operator's; runners' credentials do not
+/// open it).
+fn metrics(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, ApiError> {
+    match bearer(headers) {
+        Some(token) if state.auth.check_token(token) => {
+            let m = state.metrics.render(state.store.gauges());
+            let mut r = text(StatusCode::OK, m);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Ok(r)
+        }
+        presented => {
+            state.auth_failure(peer, "metrics");
+            Err(match presented {
+                Some(_) => ApiError::bad_token(),
+                None => ApiError::unauthenticated(),
+            })
+        }
+    }
 }
 
 /// Who a bearer token belongs to: a token of the auth file, or a live runner's

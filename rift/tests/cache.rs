@@ -77,9 +77,21 @@ async fn plain_cache_roundtrip_with_bearer_token() {
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert!(r.text().await.unwrap().contains("<Code>NoSuchKey</Code>"));
 
-        // The plain cache is bucket "cache" of the S3 API: visible in the metrics too.
+        // The plain cache is bucket "cache" of the S3 API: visible in the metrics too, which
+        // need an operator's token.
+        let metrics = format!("{url}/metrics");
+        let r = client().get(&metrics).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let r = client()
+            .get(&metrics)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         let m = client()
-            .get(format!("{url}/metrics"))
+            .get(&metrics)
+            .bearer_auth(TOKEN)
             .send()
             .await
             .unwrap()

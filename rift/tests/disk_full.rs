@@ -82,6 +82,12 @@ async fn an_upload_that_does_not_fit_is_refused_cleanly_and_what_was_stored_is_s
             Err(e) => panic!("{key}: {e}"),
         };
         let status = r.status().as_u16();
+        let connection = r.headers().get("connection").cloned();
+        assert_eq!(
+            connection.as_ref().and_then(|v| v.to_str().ok()),
+            Some("close"),
+            "an upload refused part-read ends its connection (no client reuses it)"
+        );
         let text = r.text().await.unwrap();
         assert_eq!(status, 507, "{key} ({len} bytes): {text}");
         assert!(text.contains("InsufficientStorage"), "{text}");

@@ -120,6 +120,7 @@ async fn cache_over_https_and_only_tls_13() {
 
         let metrics = client
             .get(format!("{base}/metrics"))
+            .bearer_auth(TOKEN)
             .send()
             .await
             .unwrap()
