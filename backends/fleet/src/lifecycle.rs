@@ -219,6 +219,12 @@ impl Lifecycle {
                 .terminate(&handle)
                 .await
                 .map_err(|e| e.to_string())?;
+        } else if let Some(provider) = &self.providers.all {
+            // A create may have been cut short before its handle was stored.
+            provider
+                .terminate_unrecorded(&r.id)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         let secret = token_secret
             .map(String::from)

@@ -255,4 +255,13 @@ impl Provider for LocalProvider {
             Some(Err(e)) => Err(self.failure("removing the runner folder", e)),
         }
     }
+
+    async fn terminate_unrecorded(&self, runner_id: &str) -> Result<(), ProviderError> {
+        // Its pid file, if the process was started; pid 0 (no process) otherwise.
+        let pid = self
+            .own_folder(runner_id)
+            .and_then(|d| read_pid(&d.join("runner.pid")))
+            .unwrap_or(0);
+        self.terminate(&self.handle(runner_id, pid)).await
+    }
 }

@@ -143,6 +143,13 @@ pub trait Provider: Send + Sync {
 
     /// Removes the machine. Idempotent: a machine that is already gone is not an error.
     async fn terminate(&self, handle: &Handle) -> Result<(), ProviderError>;
+
+    /// Removes what a `create` of `runner_id` may have made before its handle was stored
+    /// (the process that called it died), for a runner ending without a handle. Providers
+    /// that cannot find a machine by runner id do nothing.
+    async fn terminate_unrecorded(&self, _runner_id: &str) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }
 
 /// A shared provider.

@@ -84,3 +84,21 @@ async fn a_handle_that_names_no_runner_folder_removes_nothing() {
     assert!(!dir.path().join("runners/r-kept").exists());
     assert!(dir.path().join("runners").exists());
 }
+
+#[tokio::test]
+async fn a_runner_ending_without_its_handle_leaves_no_process_and_no_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = provider(dir.path());
+    let egg = common::egg("app", fly_ir::Provider::Aws, fly_ir::RunnerKind::Vm);
+    // Its process started, but the handle never reached the store (the caller died).
+    p.create(&common::spec("r-unrecorded", egg)).await.unwrap();
+    assert_eq!(processes_of("r-unrecorded"), 1);
+    p.terminate_unrecorded("r-unrecorded").await.unwrap();
+    assert_eq!(processes_of("r-unrecorded"), 0);
+    assert!(!dir.path().join("runners/r-unrecorded").exists());
+    // Cut short before the process started: only the folder.
+    std::fs::create_dir_all(dir.path().join("runners/r-no-process")).unwrap();
+    p.terminate_unrecorded("r-no-process").await.unwrap();
+    assert!(!dir.path().join("runners/r-no-process").exists());
+    p.terminate_unrecorded("r-never-made").await.unwrap();
+}
