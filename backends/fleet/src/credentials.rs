@@ -145,7 +145,8 @@ pub fn token_matches(stored_hash: &str, presented: &str) -> bool {
 
 /// Checks presented tokens against a [`StoredToken`]'s hash, kept in memory. A mismatch
 /// re-reads the hash when none was stored yet or the copy is older than a second, so a
-/// created or rotated token works at once and bad tokens cost at most a read a second.
+/// created or rotated token works at once; once a token exists, bad tokens cost at most
+/// a store read a second.
 pub struct TokenCheck {
     token: StoredToken,
     cached: std::sync::Mutex<(Option<String>, Option<std::time::Instant>)>,
