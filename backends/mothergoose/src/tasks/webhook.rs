@@ -586,7 +586,7 @@ async fn job_now(app: &App, record: &GitLabJob) -> Result<Option<(String, Job)>,
     }
 }
 
-/// Asked before a job that lost its runner to another job is given a new one: GitLab may
+/// Asked before a job that lost its runner to another job is given another: GitLab may
 /// have given it to another of our runners already, its running hook not read yet (hooks
 /// are read late after a store outage or under load). Then that hook's work is done now
 /// and no runner is made. Whether GitLab says the job is no longer waiting.
